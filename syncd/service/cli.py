@@ -1,0 +1,165 @@
+"""The `syncd` command line.
+
+Exit codes: 0 done; 1 the run failed; 2 usage or configuration error; 3 done, but some records
+failed (they are in the ledger).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from syncd import __version__
+from syncd.config import ConfigError, Settings, load_settings
+from syncd.service import logs
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config)
+    logs.configure(settings.log_level)
+    return settings
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from syncd import bootstrap
+    from syncd.store import migrate
+
+    settings = _settings(args)
+    engine = bootstrap.engine(settings)
+    try:
+        if args.db_command == "upgrade":
+            migrate.upgrade(engine, args.revision)
+            print(f"database at {migrate.current(engine)} (head {migrate.head()})")
+            return EXIT_OK
+        if args.db_command == "current":
+            current = migrate.current(engine)
+            print(f"{current or '(empty)'} (head {migrate.head()})")
+            return EXIT_OK if current == migrate.head() else EXIT_FAILED
+        differences = migrate.check(engine)
+        current = migrate.current(engine)
+        if current != migrate.head():
+            print(
+                f"database at {current or '(empty)'}, code expects {migrate.head()}: "
+                "run `syncd db upgrade`"
+            )
+            return EXIT_FAILED
+        for difference in differences:
+            print(f"drift: {difference}")
+        print("schema matches the code" if not differences else f"{len(differences)} differences")
+        return EXIT_OK if not differences else EXIT_FAILED
+    finally:
+        engine.dispose()
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from syncd import bootstrap
+    from syncd.store import migrate
+    from syncd.sync.cycle import run_cycle
+
+    settings = _settings(args)
+    engine = bootstrap.engine(settings)
+    try:
+        migrate.require_current(engine)
+        with bootstrap.connect_client(settings) as client:
+            result = run_cycle(
+                engine,
+                client,
+                bootstrap.pull_options(settings),
+                kind="sync",
+                trigger="manual",
+                reconcile=args.reconcile,
+            )
+        print(
+            f"run {result.run_id}: {result.outcome}"
+            + (f" ({result.error})" if result.error else "")
+        )
+        return result.exit_code
+    finally:
+        engine.dispose()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from syncd import bootstrap
+    from syncd.service.status import print_status
+
+    settings = _settings(args)
+    engine = bootstrap.engine(settings)
+    try:
+        return print_status(engine, as_json=args.json)
+    finally:
+        engine.dispose()
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    serve: Callable[[argparse.Namespace], int] = args.serve
+    return serve(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from syncd.service.demo import run_demo
+
+    logs.configure("WARNING")
+    return run_demo(cycles=args.cycles, accounts=args.accounts, interval=args.interval)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="syncd", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"syncd {__version__}")
+    parser.add_argument("--config", type=Path, help="TOML settings file (SYNCD_* variables win)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    db = commands.add_parser("db", help="schema migrations (the daemon never migrates by itself)")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_commands.add_parser("upgrade", help="migrate the database to the newest schema")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    db_commands.add_parser("current", help="print the schema revision (exit 1 if behind)")
+    db_commands.add_parser("check", help="compare the database schema with the code")
+    db.set_defaults(handler=cmd_db)
+
+    sync = commands.add_parser("sync", help="one cycle now, then exit")
+    sync.add_argument("--reconcile", action="store_true", help="also scan every account")
+    sync.set_defaults(handler=cmd_sync)
+
+    status = commands.add_parser("status", help="last runs, backlog and failures")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=cmd_status)
+
+    demo = commands.add_parser("demo", help="the whole job on this machine, nothing to configure")
+    demo.add_argument("--cycles", type=int, default=0, help="stop after N cycles (default: Ctrl-C)")
+    demo.add_argument(
+        "--accounts", type=int, default=300, help="accounts the simulator starts with"
+    )
+    demo.add_argument("--interval", type=float, default=5.0, help="seconds between cycles")
+    demo.set_defaults(handler=cmd_demo)
+
+    sim = commands.add_parser("sim", help="run one simulator on loopback")
+    sims = sim.add_subparsers(dest="sim", required=True)
+    from syncd.sim import connect as connect_sim
+
+    connect = sims.add_parser("connect", help="CloudBlue Connect")
+    connect_sim.add_arguments(connect)
+    connect.set_defaults(handler=cmd_sim, serve=connect_sim.serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"syncd: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""syncd's tables. They change only through Alembic migrations (`alembic/versions/`).
+
+Dashboards read these tables and the `v_*` views directly; the README documents every column.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+tier_accounts = Table(
+    "tier_accounts",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("external_id", Text),
+    Column("external_uid", Text),
+    Column("environment", Text),
+    Column("db", Text),
+    Column("owner_id", Text),
+    Column("hub_id", Text),
+    Column("parent_id", Text),
+    Column("country", Text),
+    Column("tax_id", Text),
+    Column("version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True)),
+    Column("record", JSONB, nullable=False),
+    Column("mirrored_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("version >= 0", name="version_not_negative"),
+    Index(None, "parent_id"),
+    Index(None, "owner_id"),
+)
+
+tier_account_versions = Table(
+    "tier_account_versions",
+    metadata,
+    Column("account_id", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("record", JSONB, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("account_id", "version"),
+    CheckConstraint("source IN ('account', 'request', 'reconcile')", name="source_known"),
+)
+
+tier_account_requests = Table(
+    "tier_account_requests",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("account_id", Text, nullable=False),
+    Column("account_version", Integer, nullable=False),
+    Column("product_id", Text, nullable=False),
+    Column("vendor_id", Text),
+    Column("provider_id", Text),
+    Column("type", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("reason", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True)),
+    Column("record", JSONB, nullable=False),
+    Column("first_seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("mirrored_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint(
+        "status IN ('pending', 'accepted', 'ignored', 'unsupported')", name="status_known"
+    ),
+    Index(None, "account_id", "account_version"),
+    Index(None, "product_id"),
+    Index(
+        "ix_tier_account_requests_pending",
+        "account_id",
+        postgresql_where=text("status = 'pending'"),
+    ),
+)
+
+products = Table(
+    "products",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text),
+    Column("tiers_updates", Boolean),
+    Column("read_at", DateTime(timezone=True), nullable=False),
+    Column("record", JSONB, nullable=False),
+)
+
+sync_cursors = Table(
+    "sync_cursors",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("trigger", Text, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("outcome", Text, nullable=False, server_default="running"),
+    Column("counts", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("error", Text),
+    Column("host", Text),
+    Column("pid", Integer),
+    CheckConstraint(
+        "outcome IN ('running', 'success', 'partial', 'failed', 'aborted')", name="outcome_known"
+    ),
+    CheckConstraint("kind IN ('sync', 'resync', 'reconcile')", name="kind_known"),
+    Index(None, "started_at"),
+)
+
+sync_ledger = Table(
+    "sync_ledger",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("run_id", BigInteger, ForeignKey("sync_runs.id", ondelete="CASCADE")),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("object_type", Text, nullable=False),
+    Column("object_id", Text),
+    Column("phase", Text, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("error_kind", Text),
+    Column("message", Text),
+    Column("payload", Text),
+    Index(None, "run_id"),
+    Index(None, "object_id"),
+)
