@@ -98,7 +98,7 @@ class Settings(BaseSettings):
             return value
         try:
             url = make_url(value.get_secret_value())
-        except Exception:
+        except Exception:  # noqa: BLE001 - SQLAlchemy raises several types; the value is secret
             raise ValueError("not a valid SQLAlchemy URL") from None
         if url.get_backend_name() != "postgresql":
             raise ValueError("must be a postgresql URL, e.g. postgresql+psycopg://host/db")

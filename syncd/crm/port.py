@@ -80,7 +80,7 @@ class CrmPort(Protocol):
         ...
 
     def setup(self) -> list[str]:
-        """Create what syncd needs in the CRM (custom properties) when missing; say what was done."""
+        """Create what syncd needs in the CRM (custom properties) when missing; say what it did."""
         ...
 
     def read(self, keys: Sequence[str]) -> dict[str, CrmRecord]:

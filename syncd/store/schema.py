@@ -155,3 +155,48 @@ sync_ledger = Table(
     Index(None, "run_id"),
     Index(None, "object_id"),
 )
+
+crm_links = Table(
+    "crm_links",
+    metadata,
+    Column("account_id", Text, primary_key=True),
+    Column("crm", Text, nullable=False),
+    Column("crm_id", Text),
+    Column("contact_id", Text),
+    Column("state", Text, nullable=False),
+    Column("synced_version", Integer),
+    Column("synced_fields", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("synced_contact", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("attempted_version", Integer),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Column("synced_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("state IN ('synced', 'retry', 'rejected', 'unknown')", name="state_known"),
+    Index(None, "state"),
+)
+
+crm_conflicts = Table(
+    "crm_conflicts",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("run_id", BigInteger, ForeignKey("sync_runs.id", ondelete="SET NULL")),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("account_id", Text, nullable=False),
+    Column("object", Text, nullable=False),
+    Column("field", Text, nullable=False),
+    Column("connect_value", Text),
+    Column("crm_value", Text),
+    Column("last_written", Text),
+    Column("resolution", Text, nullable=False),
+    Column("resolved_at", DateTime(timezone=True)),
+    CheckConstraint("object IN ('account', 'contact')", name="object_known"),
+    CheckConstraint("resolution IN ('overwritten', 'kept', 'manual')", name="resolution_known"),
+    Index(None, "account_id"),
+    Index(
+        "ix_crm_conflicts_open",
+        "account_id",
+        postgresql_where=text("resolution = 'manual' AND resolved_at IS NULL"),
+    ),
+)

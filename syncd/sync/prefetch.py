@@ -42,7 +42,7 @@ def prefetch(source: Iterable[T], depth: int = 1) -> Iterator[T]:
             for item in source:
                 if not put(item):
                     return
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, who raises it
             put(_Failed(exc))
             return
         put(_END)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import Engine, func, select
 
 from syncd import crashpoints
@@ -26,31 +24,7 @@ from syncd.store.schema import (
 from syncd.sync.cycle import run_cycle
 from syncd.sync.pull import TAR_CURSOR, PullOptions
 
-KEY = "SU-000-000-000:test-secret"
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def sim() -> ConnectSim:
-    return ConnectSim(api_key=KEY)
-
-
-@pytest.fixture
-def server(sim: ConnectSim) -> Iterator[SimServer]:
-    with SimServer(sim) as running:
-        yield running
-
-
-@pytest.fixture
-def client(server: SimServer) -> Iterator[ConnectClient]:
-    with ConnectClient(f"{server.url}/public/v1", KEY, timeout=10) as connect:
-        yield connect
-
-
-@pytest.fixture(autouse=True)
-def _no_crash_hooks() -> Iterator[None]:
-    yield
-    crashpoints.reset()
 
 
 def count(engine: Engine, table: object) -> int:
