@@ -294,7 +294,10 @@ class SimServer:
 
     def start(self) -> SimServer:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"sim-{self.app.name}", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # shutdown() waits up to one poll interval
+            name=f"sim-{self.app.name}",
+            daemon=True,
         )
         self._thread.start()
         return self

@@ -1,0 +1,306 @@
+"""The Connect HTTP client: auth, bounded retries, classified errors, `Content-Range` paging.
+
+Built once per process on one `httpx.Client` (explicit timeouts, injectable transport). Every
+response is classified once (`syncd.connect.errors`); GETs are repeated on 408/429/5xx and
+transport errors within the `RetryPolicy` budget, honouring `Retry-After`; writes are repeated
+only when Connect surely did not act on them (see `syncd.connect.classify`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from syncd.connect.classify import may_repeat_status, transport_error
+from syncd.connect.errors import (
+    ConnectError,
+    MalformedResponse,
+    OutcomeUnknown,
+    Redactor,
+    RetriableError,
+    body_excerpt,
+    error_class,
+    http_error,
+)
+from syncd.connect.paging import Page as Page
+from syncd.connect.paging import PageProblem, is_last_page, make_page, parse_content_range
+from syncd.connect.paths import path_template
+from syncd.connect.rql import with_paging
+from syncd.retry import RetryPolicy, parse_retry_after
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RETRY = RetryPolicy()
+_API_KEY_PREFIX = "ApiKey "
+_API_KEY_PREFIX_RE = re.compile(r"^apikey(?:\s+|$)", re.IGNORECASE)
+
+
+@dataclass
+class ClientStats:
+    """Requests sent, by `(method, path template, status)` (status 0: no response), and retries,
+    by `(method, path template)`. Read by tests, metrics and benchmarks."""
+
+    requests: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+    retries: Counter[tuple[str, str]] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count_request(self, method: str, template: str, status: int) -> None:
+        with self._lock:
+            self.requests[(method, template, status)] += 1
+
+    def count_retry(self, method: str, template: str) -> None:
+        with self._lock:
+            self.retries[(method, template)] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.requests.values())
+
+    @property
+    def total_retries(self) -> int:
+        return sum(self.retries.values())
+
+
+@dataclass(frozen=True)
+class _Failure:
+    error: ConnectError
+    repeatable: bool
+    retry_after: float | None
+    reason: str
+    """The status, or the transport exception's name, for logs."""
+
+
+def _user_agent() -> str:
+    try:
+        version = metadata.version("syncd")
+    except metadata.PackageNotFoundError:
+        version = "0+unknown"
+    return f"syncd/{version}"
+
+
+def _auth_header(api_key: str) -> str:
+    # The legacy SDK prepends "ApiKey " only when missing (PYSDK); tokens are pasted both ways.
+    key = _API_KEY_PREFIX_RE.sub("", api_key.strip(), count=1).strip()
+    if not key:
+        raise ValueError("the Connect API key is empty")
+    return _API_KEY_PREFIX + key
+
+
+class ConnectClient:
+    """Client of the Connect public API (`base_url` such as
+    `https://api.connect.cloudblue.com/public/v1`). Paths are relative to it: `/tier/accounts`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        page_size: int = 1000,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        header = _auth_header(api_key)
+        bare = header[len(_API_KEY_PREFIX) :]
+        # Redact the header, the key, and the secret after `SU-…:` wherever they might echo back.
+        self._redact = Redactor([header, bare, bare.partition(":")[2]])
+        self.base_url = base_url
+        self.page_size = page_size
+        self.retry = retry
+        self.stats = ClientStats()
+        self._http = httpx.Client(
+            base_url=base_url,
+            headers={
+                "Authorization": header,
+                "User-Agent": _user_agent(),
+                "Accept": "application/json",
+            },
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            # GET /tier/accounts/{id} "returns the base object or redirects to a version" (SPEC).
+            # httpx drops Authorization when a redirect leaves the origin.
+            follow_redirects=True,
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"ConnectClient(base_url={self.base_url!r})"
+
+    def __enter__(self) -> ConnectClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def get(self, path: str, params: Mapping[str, str | int] | None = None) -> Any:
+        """GET `path` and return its JSON (None for an empty body)."""
+        return self._json("GET", path, self._request("GET", path, params=params))
+
+    def post(self, path: str, json: Any = None) -> Any:
+        """POST `json` (no body when None) to `path` and return the JSON answer. A lost answer
+        raises `OutcomeUnknown`: the POST is never repeated once it may have arrived."""
+        return self._json("POST", path, self._request("POST", path, json=json))
+
+    def put(self, path: str, json: Any) -> Any:
+        """PUT `json` to `path` and return the JSON answer; lost answers as for `post`."""
+        return self._json("PUT", path, self._request("PUT", path, json=json))
+
+    def iter_pages(
+        self, path: str, query: str, *, start_offset: int = 0, limit: int | None = None
+    ) -> Iterator[Page]:
+        """The pages of collection `path` filtered by `query` (from `rql.render_query`, without
+        limit/offset), from `start_offset`, asking `limit` items a page (default `page_size`).
+
+        The next offset is this offset plus the items received, so a server that clamps the limit
+        loses nothing. Stops at `total`, at an empty page, or (no total) at a short page. A body
+        that is not a list, or a `Content-Range` contradicting it, raises MalformedResponse.
+        """
+        size = self.page_size if limit is None else limit
+        if size < 1 or start_offset < 0:
+            raise ValueError("limit must be at least 1 and start_offset at least 0")
+        offset = start_offset
+        while True:
+            response = self._request("GET", path, query=with_paging(query, size, offset))
+            items = self._json("GET", path, response)
+            try:
+                content_range = parse_content_range(response.headers.get("Content-Range"))
+                page = make_page(offset, items, content_range)
+            except PageProblem as exc:
+                raise self._malformed("GET", path, response, f"offset {offset}: {exc}") from None
+            yield page
+            if is_last_page(page, size):
+                return
+            offset = page.next_offset
+
+    def count(self, path: str, query: str) -> int:
+        """How many items `query` matches, from the total of a `limit=0` request (OAC `count`)."""
+        response = self._request("GET", path, query=with_paging(query, 0, 0))
+        try:
+            content_range = parse_content_range(response.headers.get("Content-Range"))
+        except PageProblem as exc:
+            raise self._malformed("GET", path, response, str(exc)) from None
+        if content_range is None or content_range.total is None:
+            raise self._malformed("GET", path, response, "no total in Content-Range")
+        return content_range.total
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        json: Any = None,
+        query: str | None = None,
+    ) -> httpx.Response:
+        """Send until a 2xx comes back (returned), or raise the classified error."""
+        template = path_template(path)
+        # The query is already in wire form; httpx keeps its percent-escapes as they are.
+        url = path if query is None else f"{path}?{query}"
+        state = self.retry.start()
+        while True:
+            outcome = self._attempt(method, path, template, url, params, json)
+            if isinstance(outcome, httpx.Response):
+                return outcome
+            if isinstance(outcome.error, OutcomeUnknown):
+                extra = {"method": method, "path": path, "template": template}
+                logger.warning("request_outcome_unknown", extra={**extra, "reason": outcome.reason})
+            if not outcome.repeatable:
+                raise outcome.error
+            before = self.retry.clock()
+            if not state.wait_or_give_up(outcome.retry_after):
+                raise outcome.error
+            self.stats.count_retry(method, template)
+            logger.warning(
+                "request_retried",
+                extra={
+                    "method": method,
+                    "path": path,
+                    "template": template,
+                    "attempt": state.attempt,
+                    "reason": outcome.reason,
+                    "retry_after": outcome.retry_after,
+                    "waited": round(self.retry.clock() - before, 3),
+                },
+            )
+
+    def _attempt(
+        self,
+        method: str,
+        path: str,
+        template: str,
+        url: str,
+        params: Mapping[str, str | int] | None,
+        json: Any,
+    ) -> httpx.Response | _Failure:
+        """One try: the 2xx response, or what went wrong and whether it may be repeated."""
+        try:
+            response = self._http.request(method, url, params=params, json=json)
+        except httpx.RequestError as exc:
+            self.stats.count_request(method, template, 0)
+            error, repeatable = transport_error(method, path, exc, self._redact)
+            return _Failure(error, repeatable, None, type(exc).__name__)
+        status = response.status_code
+        self.stats.count_request(method, template, status)
+        if 200 <= status < 300:
+            return response
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        error = self._http_error(method, path, response, retry_after)
+        repeatable = isinstance(error, RetriableError) and not isinstance(error, OutcomeUnknown)
+        return _Failure(error, repeatable, retry_after, str(status))
+
+    def _http_error(
+        self, method: str, path: str, response: httpx.Response, retry_after: float | None
+    ) -> ConnectError:
+        status = response.status_code
+        cls = error_class(status)
+        if cls is RetriableError and not may_repeat_status(method, status):
+            # A 500/502/504 to a write may come after Connect acted on it.
+            cls = OutcomeUnknown
+        return http_error(
+            method,
+            path,
+            status,
+            response.reason_phrase,
+            response.content,
+            self._redact,
+            retry_after=retry_after,
+            cls=cls,
+        )
+
+    def _json(self, method: str, path: str, response: httpx.Response) -> Any:
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise self._malformed(method, path, response, "body is not JSON") from None
+
+    def _malformed(
+        self, method: str, path: str, response: httpx.Response, problem: str
+    ) -> MalformedResponse:
+        return MalformedResponse(
+            f"{method} {path}: {response.status_code} but {self._redact(problem)}",
+            method=method,
+            path=path,
+            status=response.status_code,
+            body=body_excerpt(response.content, self._redact),
+        )
