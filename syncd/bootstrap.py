@@ -6,8 +6,12 @@ from datetime import timedelta
 
 from sqlalchemy import Engine, create_engine
 
-from syncd.config import Settings
+from syncd.config import ConfigError, Settings
 from syncd.connect.client import ConnectClient
+from syncd.crm.hubspot import HubSpotAdapter
+from syncd.crm.port import CrmPort
+from syncd.crm.salesforce import SalesforceAdapter
+from syncd.domain.mapping import Mapping, MappingError, check_against, mapping_from_toml
 from syncd.retry import RetryPolicy
 from syncd.sync.pull import PullOptions
 
@@ -44,3 +48,59 @@ def pull_options(settings: Settings) -> PullOptions:
         overlap=timedelta(seconds=settings.overlap_window),
         product_ttl=timedelta(seconds=settings.product_ttl),
     )
+
+
+def mapping(settings: Settings) -> Mapping:
+    """The field mapping: the CRM's default with the TOML `[mapping]` overrides."""
+    try:
+        return mapping_from_toml(settings.crm, settings.mapping)
+    except MappingError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def crm(settings: Settings, fields: Mapping) -> CrmPort:
+    """The configured CRM adapter, reading and writing the properties `fields` maps."""
+    account = [f.target for f in fields.account]
+    contact = [f.target for f in fields.contact]
+    if settings.crm == "hubspot":
+        settings.require("hubspot_token")
+        assert settings.hubspot_token is not None
+        return HubSpotAdapter(
+            settings.hubspot_url,
+            settings.hubspot_token.get_secret_value(),
+            timeout=settings.http_timeout,
+            retry=retry_policy(settings),
+            company_fields=account,
+            contact_fields=contact,
+            key_property=fields.key_property,
+            contact_key=fields.contact_key_property,
+        )
+    settings.require("salesforce_url", "salesforce_token")
+    assert settings.salesforce_url is not None
+    assert settings.salesforce_token is not None
+    refresh = settings.salesforce_refresh_token
+    secret = settings.salesforce_client_secret
+    return SalesforceAdapter(
+        settings.salesforce_url,
+        settings.salesforce_token.get_secret_value(),
+        api_version=settings.salesforce_api_version,
+        account_fields=account,
+        contact_fields=contact,
+        refresh_token=refresh.get_secret_value() if refresh else None,
+        client_id=settings.salesforce_client_id,
+        client_secret=secret.get_secret_value() if secret else None,
+        retry=retry_policy(settings),
+        timeout=settings.http_timeout,
+    )
+
+
+def checked_crm(settings: Settings, fields: Mapping) -> CrmPort:
+    """The CRM adapter, after checking that the CRM has every mapped property (exit 2 if not)."""
+    adapter = crm(settings, fields)
+    missing = check_against(fields, adapter.properties(), adapter.contact_properties())
+    if missing:
+        raise ConfigError(
+            f"mapping: the {settings.crm} CRM has no property {', '.join(missing)} "
+            "(`syncd crm setup` creates syncd's own custom properties)"
+        )
+    return adapter

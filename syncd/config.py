@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +24,8 @@ SECRET_FIELDS = (
     "connect_api_key",
     "hubspot_token",
     "salesforce_token",
+    "salesforce_refresh_token",
+    "salesforce_client_secret",
 )
 
 
@@ -72,6 +73,13 @@ class Settings(BaseSettings):
     hubspot_token: SecretStr | None = None
     salesforce_url: str | None = None
     salesforce_token: SecretStr | None = None
+    salesforce_refresh_token: SecretStr | None = None
+    """With the client id and secret: refresh an expired access token once (OAuth refresh flow)."""
+    salesforce_client_id: str | None = None
+    salesforce_client_secret: SecretStr | None = None
+    salesforce_api_version: str = "62.0"
+    mapping: dict[str, Any] = Field(default_factory=dict)
+    """The `[mapping]` table of the TOML file: overrides of the default field mapping."""
 
     interval: float = Field(default=300, gt=0)
     reconcile_interval: float = Field(default=86_400, gt=0)
@@ -173,9 +181,3 @@ def _describe(exc: ValidationError) -> str:
         messages.append(f"{env_name(field)}: {reason}")
     return "; ".join(messages)
 
-
-def masked(values: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of `values` with secret settings replaced, for printing effective config."""
-    return {
-        k: ("**********" if k in SECRET_FIELDS and v is not None else v) for k, v in values.items()
-    }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from syncd import __version__
@@ -58,30 +59,48 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    from syncd.service.oneshot import run_once
+    from syncd.store.links import Selection
+
+    return run_once(
+        _settings(args),
+        kind="sync",
+        selection=Selection(),
+        dry_run=args.dry_run,
+        as_json=args.json,
+        reconcile=args.reconcile,
+    )
+
+
+def cmd_resync(args: argparse.Namespace) -> int:
+    from syncd.service.oneshot import run_once
+    from syncd.store.links import Selection
+
+    selection = Selection(
+        full=args.full, accounts=tuple(args.account), since=args.since, ignore_backoff=True
+    )
+    return run_once(
+        _settings(args),
+        kind="resync",
+        selection=selection,
+        dry_run=args.dry_run,
+        as_json=args.json,
+        reconcile=True,
+    )
+
+
+def cmd_crm(args: argparse.Namespace) -> int:
     from syncd import bootstrap
-    from syncd.store import migrate
-    from syncd.sync.cycle import run_cycle
 
     settings = _settings(args)
-    engine = bootstrap.engine(settings)
+    adapter = bootstrap.crm(settings, bootstrap.mapping(settings))
     try:
-        migrate.require_current(engine)
-        with bootstrap.connect_client(settings) as client:
-            result = run_cycle(
-                engine,
-                client,
-                bootstrap.pull_options(settings),
-                kind="sync",
-                trigger="manual",
-                reconcile=args.reconcile,
-            )
-        print(
-            f"run {result.run_id}: {result.outcome}"
-            + (f" ({result.error})" if result.error else "")
-        )
-        return result.exit_code
+        done = adapter.setup()
     finally:
-        engine.dispose()
+        getattr(adapter, "close", lambda: None)()
+    for line in done or ["nothing to do: every property syncd needs exists"]:
+        print(line)
+    return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -124,7 +143,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     sync = commands.add_parser("sync", help="one cycle now, then exit")
     sync.add_argument("--reconcile", action="store_true", help="also scan every account")
+    _plan_options(sync)
     sync.set_defaults(handler=cmd_sync)
+
+    resync = commands.add_parser("resync", help="manual one-shot resync (all, some, since)")
+    resync.add_argument(
+        "--account",
+        action="append",
+        default=[],
+        metavar="TA-…",
+        help="only this account (repeatable)",
+    )
+    resync.add_argument("--since", type=_moment, help="only accounts changed since (ISO date)")
+    resync.add_argument(
+        "--full", action="store_true", help="ignore what syncd believes is synced; diff everything"
+    )
+    _plan_options(resync)
+    resync.set_defaults(handler=cmd_resync)
+
+    crm = commands.add_parser("crm", help="CRM administration")
+    crm_commands = crm.add_subparsers(dest="crm_command", required=True)
+    crm_commands.add_parser("setup", help="create or check the CRM properties syncd needs")
+    crm.set_defaults(handler=cmd_crm)
 
     status = commands.add_parser("status", help="last runs, backlog and failures")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -140,12 +180,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = commands.add_parser("sim", help="run one simulator on loopback")
     sims = sim.add_subparsers(dest="sim", required=True)
-    from syncd.sim import connect as connect_sim
+    from syncd.sim import connect, hubspot, salesforce
 
-    connect = sims.add_parser("connect", help="CloudBlue Connect")
-    connect_sim.add_arguments(connect)
-    connect.set_defaults(handler=cmd_sim, serve=connect_sim.serve)
+    for module, name, title in (
+        (connect, "connect", "CloudBlue Connect"),
+        (hubspot, "hubspot", "HubSpot CRM (companies and contacts)"),
+        (salesforce, "salesforce", "Salesforce (Account and Contact)"),
+    ):
+        simulator = sims.add_parser(name, help=title)
+        module.add_arguments(simulator)
+        simulator.set_defaults(handler=cmd_sim, serve=module.serve)
     return parser
+
+
+def _plan_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (creates, updates by field, conflicts); write nothing",
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date or datetime: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
