@@ -13,7 +13,7 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from types import TracebackType
 from typing import Any
@@ -186,6 +186,7 @@ class ConnectClient:
                 page = make_page(offset, items, content_range)
             except PageProblem as exc:
                 raise self._malformed("GET", path, response, f"offset {offset}: {exc}") from None
+            page = replace(page, body=response.content)
             yield page
             if is_last_page(page, size):
                 return

@@ -10,7 +10,7 @@ server clamps. Here the next offset is always the offset plus the items actually
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 _CONTENT_RANGE = re.compile(r"\s*items\s+(\d+)\s*-\s*(\d+)\s*/\s*(\d+|\*)\s*", re.IGNORECASE)
@@ -37,6 +37,14 @@ class Page:
     offset: int
     next_offset: int
     total: int | None
+    body: bytes = field(default=b"", repr=False, compare=False)
+    """The response body as received (empty when unknown): the JSON text of `items`."""
+
+    @property
+    def has_nul(self) -> bool:
+        """Whether a record may hold a NUL character, which Postgres cannot store. Valid JSON holds
+        one only escaped (`\\u0000`): one scan of the body spares a walk over every record."""
+        return not self.body or b"\\u0000" in self.body
 
 
 def parse_content_range(value: str | None) -> ContentRange | None:
@@ -64,7 +72,7 @@ def make_page(offset: int, items: Any, content_range: ContentRange | None) -> Pa
             raise PageProblem(f"Content-Range says {_span(content_range)}, body has {expected}")
         if total is not None and content_range.last >= total:
             raise PageProblem(f"Content-Range {_span(content_range)} ends past total {total}")
-    return Page(items=items, offset=offset, next_offset=offset + len(items), total=total)
+    return Page(items, offset, offset + len(items), total)
 
 
 def is_last_page(page: Page, limit: int) -> bool:

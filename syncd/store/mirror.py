@@ -6,131 +6,129 @@ the caller owns the transaction, so a page's rows and its cursor commit together
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, tuple_
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 
-from syncd.domain.records import Product, TierAccount, TierAccountRequest
+from syncd.domain.records import Product
 from syncd.store.schema import (
     products,
     sync_cursors,
     tier_account_requests,
-    tier_account_versions,
     tier_accounts,
 )
 
+# A page goes to Postgres as ONE jsonb parameter, the records as received, and Postgres takes the
+# columns out of them: with a thousand records a page, building a multi-row VALUES statement (or
+# serialising the rows again) costs the client more than the database spends storing them
+# (measured with bench/pull.py). The records were checked by `syncd.domain.records` before.
+_ACCOUNT = {
+    "id": "a->>'id'",
+    "name": "a->>'name'",
+    "type": "a->>'type'",
+    "external_id": "a->>'external_id'",
+    "external_uid": "a->>'external_uid'",
+    "environment": "a->>'environment'",
+    "db": "a->>'db'",
+    "owner_id": "a#>>'{owner,id}'",
+    "hub_id": "a#>>'{hub,id}'",
+    "parent_id": "a#>>'{parent,id}'",
+    "country": "a#>>'{contact_info,country}'",
+    "tax_id": "a->>'tax_id'",
+    "version": "(a->>'version')::integer",
+    "created_at": "(a#>>'{events,created,at}')::timestamptz",
+    "updated_at": "(a#>>'{events,updated,at}')::timestamptz",
+    "record": "a",
+}
+_REQUEST = {
+    "id": "t->>'id'",
+    "account_id": "t#>>'{account,id}'",
+    "account_version": "(t#>>'{account,version}')::integer",
+    "product_id": "t#>>'{product,id}'",
+    "vendor_id": "t#>>'{vendor,id}'",
+    "provider_id": "t#>>'{provider,id}'",
+    "type": "t->>'type'",
+    "status": "t->>'status'",
+    "reason": "t->>'reason'",
+    "created_at": "(t#>>'{events,created,at}')::timestamptz",
+    "updated_at": "(t#>>'{events,updated,at}')::timestamptz",
+    "record": "t",
+}
 
-def _account_row(account: TierAccount) -> dict[str, Any]:
-    return {
-        "id": account.id,
-        "name": account.name,
-        "type": account.type,
-        "external_id": account.external_id,
-        "external_uid": account.external_uid,
-        "environment": account.environment,
-        "db": account.db,
-        "owner_id": account.owner_id,
-        "hub_id": account.hub_id,
-        "parent_id": account.parent_id,
-        "country": account.country,
-        "tax_id": account.tax_id,
-        "version": account.version,
-        "created_at": account.created_at,
-        "updated_at": account.updated_at,
-        "record": account.record,
-    }
+
+def _columns(expressions: dict[str, str]) -> str:
+    return ", ".join(f"{sql} AS {name}" for name, sql in expressions.items())
 
 
-def _newest(accounts: Iterable[TierAccount]) -> list[TierAccount]:
-    """One snapshot per account, the highest version: an upsert cannot touch a row twice."""
-    best: dict[str, TierAccount] = {}
-    for account in accounts:
-        seen = best.get(account.id)
-        if seen is None or account.version > seen.version:
-            best[account.id] = account
-    return list(best.values())
+def _upsert(table: str, columns: dict[str, str], source: str, where: str) -> str:
+    names = ", ".join(columns)
+    updates = ", ".join(f"{name} = excluded.{name}" for name in columns if name != "id")
+    return (
+        f"INSERT INTO {table} ({names}) SELECT {names} FROM {source} "
+        f"ON CONFLICT (id) DO UPDATE SET {updates}, mirrored_at = now() WHERE {where} RETURNING 1"
+    )
 
 
-def store_accounts(conn: Connection, accounts: Sequence[TierAccount], source: str) -> int:
-    """Keep every version seen; move an account row forward only to a newer version.
+# Every version is kept; the account row moves forward only to a newer one, and an upsert cannot
+# touch a row twice, so it takes one snapshot per account: the highest version.
+_ACCOUNT_STEPS = (
+    f"accounts AS (SELECT {_columns(_ACCOUNT)} FROM page), "
+    "versions AS (INSERT INTO tier_account_versions (account_id, version, record, source) "
+    "SELECT id, version, record, :source FROM accounts ON CONFLICT DO NOTHING), "
+    "newest AS (SELECT DISTINCT ON (id) * FROM accounts ORDER BY id, version DESC), "
+    "moved AS ("
+    + _upsert("tier_accounts", _ACCOUNT, "newest", "tier_accounts.version < excluded.version")
+    + ")"
+)
+_STORE_ACCOUNTS = text(
+    "WITH page AS (SELECT a FROM jsonb_array_elements(CAST(:records AS jsonb)) AS e(a)), "
+    + _ACCOUNT_STEPS
+    + " SELECT count(*) FROM moved"
+)
+_STORE_REQUESTS = text(
+    "WITH page AS (SELECT t, t->'account' AS a "
+    "FROM jsonb_array_elements(CAST(:records AS jsonb)) AS e(t)), "
+    + _ACCOUNT_STEPS
+    + f", requests AS (SELECT DISTINCT ON (id) {_columns(_REQUEST)} FROM page ORDER BY id), "
+    "written AS ("
+    + _upsert(
+        "tier_account_requests",
+        _REQUEST,
+        "requests",
+        "tier_account_requests.record IS DISTINCT FROM excluded.record",
+    )
+    + ") SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM moved)"
+)
+
+
+def records_json(page_body: bytes, records: Sequence[Mapping[str, Any]], complete: bool) -> str:
+    """The JSON array of `records` for the store functions: the page's body itself when every
+    record of the page is among them (`complete`) and the body holds no NUL, else built anew."""
+    if complete and page_body and b"\\u0000" not in page_body:
+        return page_body.decode("utf-8")
+    return json.dumps(list(records))
+
+
+def store_accounts(conn: Connection, records: str, source: str) -> int:
+    """Store the checked TA records of the JSON array `records` (versions and account rows).
 
     Returns how many account rows were inserted or moved forward.
     """
-    if not accounts:
-        return 0
-    versions = {(a.id, a.version): a for a in accounts}
-    conn.execute(
-        insert(tier_account_versions).on_conflict_do_nothing(),
-        [
-            {"account_id": a.id, "version": a.version, "record": a.record, "source": source}
-            for a in versions.values()
-        ],
-    )
-    statement = insert(tier_accounts)
-    columns = {name: statement.excluded[name] for name in _account_row(accounts[0]) if name != "id"}
-    upsert = statement.on_conflict_do_update(
-        index_elements=[tier_accounts.c.id],
-        set_={**columns, "mirrored_at": func.now()},
-        where=tier_accounts.c.version < statement.excluded.version,
-    ).returning(tier_accounts.c.id)
-    rows = conn.execute(upsert, [_account_row(a) for a in _newest(accounts)])
-    return len(rows.all())
+    return int(conn.execute(_STORE_ACCOUNTS, {"records": records, "source": source}).scalar_one())
 
 
-def store_requests(conn: Connection, requests: Sequence[TierAccountRequest]) -> int:
-    """Insert new TARs and update changed ones; unchanged ones cost no write.
+def store_requests(conn: Connection, records: str) -> tuple[int, int]:
+    """Store the checked TAR records of the JSON array `records`, with their account snapshots.
 
-    Returns how many rows were written.
+    New and changed TARs are written, unchanged ones cost no write. Returns how many request rows
+    and how many account rows were written.
     """
-    if not requests:
-        return 0
-    unique = {r.id: r for r in requests}
-    statement = insert(tier_account_requests)
-    updated = (
-        "account_id",
-        "account_version",
-        "product_id",
-        "vendor_id",
-        "provider_id",
-        "type",
-        "status",
-        "reason",
-        "created_at",
-        "updated_at",
-        "record",
-    )
-    upsert = statement.on_conflict_do_update(
-        index_elements=[tier_account_requests.c.id],
-        set_={
-            **{name: statement.excluded[name] for name in updated},
-            "mirrored_at": func.now(),
-        },
-        where=tier_account_requests.c.record.is_distinct_from(statement.excluded.record),
-    ).returning(tier_account_requests.c.id)
-    rows = conn.execute(
-        upsert,
-        [
-            {
-                "id": r.id,
-                "account_id": r.account.id,
-                "account_version": r.account.version,
-                "product_id": r.product_id,
-                "vendor_id": r.vendor_id,
-                "provider_id": r.provider_id,
-                "type": r.type,
-                "status": r.status,
-                "reason": r.reason,
-                "created_at": r.created_at,
-                "updated_at": r.updated_at,
-                "record": r.record,
-            }
-            for r in unique.values()
-        ],
-    )
-    return len(rows.all())
+    written, moved = conn.execute(_STORE_REQUESTS, {"records": records, "source": "request"}).one()
+    return int(written), int(moved)
 
 
 def store_products(conn: Connection, found: Sequence[Product], read_at: datetime) -> None:
@@ -169,18 +167,6 @@ def stored_versions(conn: Connection, ids: Sequence[str]) -> dict[str, int]:
         select(tier_accounts.c.id, tier_accounts.c.version).where(tier_accounts.c.id.in_(ids))
     )
     return {row.id: row.version for row in rows}
-
-
-def known_versions(conn: Connection, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
-    if not keys:
-        return set()
-    column = tuple_(tier_account_versions.c.account_id, tier_account_versions.c.version)
-    rows = conn.execute(
-        select(tier_account_versions.c.account_id, tier_account_versions.c.version).where(
-            column.in_(keys)
-        )
-    )
-    return {(row.account_id, row.version) for row in rows}
 
 
 def pending_request_ids(conn: Connection) -> set[str]:

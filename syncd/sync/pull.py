@@ -18,7 +18,7 @@ a value taken from rows already stored (it is the `events.created.at` of the pag
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine
 
 from syncd import crashpoints
 from syncd.connect import rql
-from syncd.connect.client import ConnectClient, Page
+from syncd.connect.client import ConnectClient
 from syncd.connect.errors import ConnectError, MalformedResponse, RecordError
 from syncd.domain.records import (
     InvalidRecord,
@@ -39,10 +39,10 @@ from syncd.domain.records import (
 )
 from syncd.store import mirror
 from syncd.store.runs import LedgerEntry, record
-from syncd.sync.prefetch import prefetch
+from syncd.sync.pages import CheckedPage, checked_pages
 
 logger = logging.getLogger(__name__)
-R = TypeVar("R")
+R = TypeVar("R", TierAccount, TierAccountRequest)
 
 TARS = "/tier/account-requests"
 ACCOUNTS = "/tier/accounts"
@@ -128,28 +128,34 @@ class PullPhase:
 
     def tar_feed(self) -> None:
         """New TARs (any status) since the watermark, with their account snapshots."""
-        self._feed(TAR_CURSOR, TARS, self._store_requests)
+        self._feed(
+            TAR_CURSOR, self._request_pages, self._store_requests, ("events.created.at", "id")
+        )
 
     def account_feed(self) -> None:
         """Accounts created since the watermark (they may have no TAR yet)."""
-        self._feed(ACCOUNT_CURSOR, ACCOUNTS, self._store_accounts)
+        # `id` is orderable on the TAR collection only (v37 spec): accounts order by time alone.
+        self._feed(
+            ACCOUNT_CURSOR, self._account_pages, self._store_accounts, ("events.created.at",)
+        )
 
     def pending_sweep(self) -> None:
         """Every pending TAR; then read back by id the ones we hold as pending that left it."""
         seen: set[str] = set()
         query = rql.render_query(rql.eq("status", "pending"), rql.ordering("id"))
-        for page in self._pages(TARS, query):
+        for checked in self._request_pages(query):
             with self.engine.begin() as conn:
-                stored = self._store_requests(conn, page.items)
-            seen.update(r.id for r in stored)
+                self._store_requests(conn, checked)
+            seen.update(r.id for r in checked.records)
         with self.engine.connect() as conn:
             gone = sorted(mirror.pending_request_ids(conn) - seen)
         for start in range(0, len(gone), BY_ID_CHUNK):
             chunk = gone[start : start + BY_ID_CHUNK]
             by_id = rql.render_query(rql.in_("id", chunk), rql.ordering("id"))
-            for page in self._pages(TARS, by_id):
+            for checked in self._request_pages(by_id):
                 with self.engine.begin() as conn:
-                    self.counts.requests_refreshed += len(self._store_requests(conn, page.items))
+                    self._store_requests(conn, checked)
+                self.counts.requests_refreshed += len(checked.records)
 
     def products(self) -> None:
         """Read the sync capability of products never read, or read longer ago than the TTL."""
@@ -174,53 +180,46 @@ class PullPhase:
     def reconcile(self) -> None:
         """Scan every account; store what the mirror lacks and record it as drift."""
         query = rql.render_query(rql.ordering("events.created.at"))
-        for page in self._pages(ACCOUNTS, query):
-            accounts, entries = self._parse(page.items, parse_account, "tier_account")
+        for checked in self._account_pages(query):
             with self.engine.begin() as conn:
-                mirrored = mirror.stored_versions(conn, [a.id for a in accounts])
-                for account in accounts:
-                    have = mirrored.get(account.id)
-                    if have is None or have < account.version:
-                        self.counts.drift += 1
-                        entries.append(
-                            LedgerEntry(
-                                "tier_account",
-                                account.id,
-                                "reconcile",
-                                "drift",
-                                message=f"mirror had version {have}, Connect has {account.version}",
-                            )
-                        )
-                self.counts.accounts_seen += len(accounts)
-                self.counts.accounts_written += mirror.store_accounts(conn, accounts, "reconcile")
-                record(conn, self.run_id, entries)
+                before = mirror.stored_versions(conn, [a.id for a in checked.records])
+                self._store_accounts(conn, checked, "reconcile")
+                drift = [
+                    LedgerEntry(
+                        "tier_account",
+                        a.id,
+                        "reconcile",
+                        "drift",
+                        message=f"mirror had version {before.get(a.id)}, Connect has {a.version}",
+                    )
+                    for a in checked.records
+                    if before.get(a.id, -1) < a.version
+                ]
+                self.counts.drift += len(drift)
+                record(conn, self.run_id, drift)
 
     # -- mechanics -----------------------------------------------------------------------------
 
     def _feed(
         self,
         cursor: str,
-        path: str,
-        store: Callable[[Connection, Sequence[Any]], Sequence[TierAccount | TierAccountRequest]],
+        pages: Callable[[str], Iterator[CheckedPage[R]]],
+        store: Callable[[Connection, CheckedPage[R]], None],
+        ordering: tuple[str, ...],
     ) -> None:
         with self.engine.connect() as conn:
             watermark = mirror.get_cursor(conn, cursor)
-        since = None
-        if watermark is not None:
-            since = datetime.fromisoformat(watermark) - self.options.overlap
-        # `id` is orderable on the TAR collection only (v37 spec): accounts order by time alone.
-        order = rql.ordering(
-            *(("events.created.at", "id") if path == TARS else ("events.created.at",))
-        )
-        if since is None:
+        order = rql.ordering(*ordering)
+        if watermark is None:
             query = rql.render_query(order)
         else:
+            since = datetime.fromisoformat(watermark) - self.options.overlap
             query = rql.render_query(rql.ge("events.created.at", since), order)
         name = cursor.removeprefix("pull.")
-        for page in self._pages(path, query):
+        for checked in pages(query):
             with self.engine.begin() as conn:
-                stored = store(conn, page.items)
-                newest = max((r.created_at for r in stored if r.created_at), default=None)
+                store(conn, checked)
+                newest = max((r.created_at for r in checked.records if r.created_at), default=None)
                 crashpoints.reach(f"pull.{name}.before_commit")
                 if newest is not None and (
                     watermark is None or newest > datetime.fromisoformat(watermark)
@@ -229,11 +228,21 @@ class PullPhase:
                     mirror.set_cursor(conn, cursor, watermark)
             crashpoints.reach(f"pull.{name}.page_committed")
 
-    def _pages(self, path: str, query: str) -> Iterator[Page]:
-        pages = self.client.iter_pages(path, query, limit=self.options.page_size)
-        for page in prefetch(pages):
+    def _request_pages(self, query: str) -> Iterator[CheckedPage[TierAccountRequest]]:
+        return self._pages(TARS, query, parse_request, "tier_account_request")
+
+    def _account_pages(self, query: str) -> Iterator[CheckedPage[TierAccount]]:
+        return self._pages(ACCOUNTS, query, parse_account, "tier_account")
+
+    def _pages(
+        self, path: str, query: str, parse: Callable[[Any, bool], R], object_type: str
+    ) -> Iterator[CheckedPage[R]]:
+        size = self.options.page_size
+        for checked in checked_pages(self.client, path, query, size, parse, object_type):
             self._check_stop()
+            page = checked.page
             self.counts.pages += 1
+            self.counts.malformed += len(checked.refused)
             logger.debug(
                 "page_fetched",
                 extra={
@@ -243,52 +252,28 @@ class PullPhase:
                     "total": page.total,
                 },
             )
-            yield page
+            yield checked
 
     def _check_stop(self) -> None:
         if self.should_stop():
             raise Stopped
 
-    def _store_requests(self, conn: Connection, items: Sequence[Any]) -> list[TierAccountRequest]:
-        requests, entries = self._parse(items, parse_request, "tier_account_request")
-        self.counts.requests_seen += len(requests)
-        mirror.store_accounts(conn, [r.account for r in requests], "request")
-        self.counts.requests_written += mirror.store_requests(conn, requests)
-        record(conn, self.run_id, entries)
-        return requests
+    def _store_requests(self, conn: Connection, checked: CheckedPage[TierAccountRequest]) -> None:
+        self.counts.requests_seen += len(checked.records)
+        if checked.records:
+            written, moved = mirror.store_requests(conn, checked.records_json)
+            self.counts.requests_written += written
+            self.counts.accounts_written += moved
+        record(conn, self.run_id, checked.refused)
 
-    def _store_accounts(self, conn: Connection, items: Sequence[Any]) -> list[TierAccount]:
-        accounts, entries = self._parse(items, parse_account, "tier_account")
-        self.counts.accounts_seen += len(accounts)
-        self.counts.accounts_written += mirror.store_accounts(conn, accounts, "account")
-        record(conn, self.run_id, entries)
-        return accounts
-
-    def _parse(
-        self, items: Sequence[Any], parse: Callable[[Any], R], object_type: str
-    ) -> tuple[list[R], list[LedgerEntry]]:
-        parsed: list[R] = []
-        entries: list[LedgerEntry] = []
-        for item in items:
-            try:
-                parsed.append(parse(item))
-            except InvalidRecord as exc:
-                self.counts.malformed += 1
-                logger.warning(
-                    "record_malformed", extra={"object_id": exc.record_id, "problems": exc.problems}
-                )
-                entries.append(
-                    LedgerEntry(
-                        object_type,
-                        exc.record_id,
-                        "pull",
-                        "malformed",
-                        "invalid_record",
-                        str(exc),
-                        item,
-                    )
-                )
-        return parsed, entries
+    def _store_accounts(
+        self, conn: Connection, checked: CheckedPage[TierAccount], source: str = "account"
+    ) -> None:
+        self.counts.accounts_seen += len(checked.records)
+        if checked.records:
+            moved = mirror.store_accounts(conn, checked.records_json, source)
+            self.counts.accounts_written += moved
+        record(conn, self.run_id, checked.refused)
 
     def _reject(
         self, object_type: str, object_id: str, phase: str, exc: Exception, payload: Any
