@@ -180,4 +180,3 @@ def _describe(exc: ValidationError) -> str:
             reason = "unknown setting"
         messages.append(f"{env_name(field)}: {reason}")
     return "; ".join(messages)
-

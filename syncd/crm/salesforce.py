@@ -247,9 +247,19 @@ class SalesforceAdapter:
         return CrmRecord(
             key=account[EXTERNAL_ID],
             crm_id=account["Id"],
-            fields={name: _text(account.get(name)) for name in self.account_fields},
+            # The external id is held too, as the other adapters do: a diff over the mapping
+            # then sees it as unchanged rather than missing.
+            fields={
+                EXTERNAL_ID: account[EXTERNAL_ID],
+                **{name: _text(account.get(name)) for name in self.account_fields},
+            },
             contact_id=contact["Id"] if contact else None,
-            contact={n: _text(contact.get(n)) for n in self.contact_fields} if contact else {},
+            contact={
+                EXTERNAL_ID: contact.get(EXTERNAL_ID),
+                **{n: _text(contact.get(n)) for n in self.contact_fields},
+            }
+            if contact
+            else {},
             modified_at=max(stamps) if stamps else None,
         )
 

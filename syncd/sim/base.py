@@ -306,13 +306,15 @@ class SimServer:
         self._server.serve_forever()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread:
+        # shutdown() waits for a serve_forever loop to end: it would wait for ever on a server
+        # never started, or one whose foreground loop already ended (Ctrl-C).
+        if self._thread is not None and self._thread.is_alive():
+            self._server.shutdown()
             self._thread.join(timeout=5)
+        self._server.server_close()
 
     def __enter__(self) -> SimServer:
-        return self.start()
+        return self if self._thread is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -300,6 +300,11 @@ class SalesforceSim(SimApp):
         with self.lock:
             return len(self.org.records[sobject])
 
+    def refuse_email(self, *emails: str) -> None:
+        """Make Salesforce refuse these addresses as INVALID_EMAIL_ADDRESS (well-formed or not)."""
+        with self.lock:
+            self.org.refused_emails.update(e.lower() for e in emails)
+
     def expire_token(self, token: str | None = None) -> None:
         """Expire one access token, or all of them (a refresh can still issue new ones)."""
         with self.lock:

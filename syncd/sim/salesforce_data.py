@@ -39,6 +39,8 @@ class Org:
         self.clock = clock
         self.visibility_delay = visibility_delay
         self.validate_email = True
+        self.refused_emails: set[str] = set()
+        """Addresses refused as INVALID_EMAIL_ADDRESS however well-formed (a validation rule)."""
         self.schemas = default_schemas()
         self.records: dict[str, dict[str, Row]] = {name: {} for name in self.schemas}
         self._visible: dict[str, dict[str, Row]] = {name: {} for name in self.schemas}
@@ -176,7 +178,8 @@ class Org:
         if value is None:
             return []
         text = str(value)
-        if spec.type == "email" and self.validate_email and not _EMAIL.match(text):
+        refused = not _EMAIL.match(text) or text.lower() in self.refused_emails
+        if spec.type == "email" and self.validate_email and refused:
             return [
                 error(
                     "INVALID_EMAIL_ADDRESS",

@@ -46,7 +46,7 @@ def make_tars(sim: ConnectSim, moments: list[datetime], accounts: int = 50) -> l
     for _ in range(accounts):
         ids.append(sim.add_account()["id"])
         sim.link(ids[-1], product["id"])
-    made = []
+    made: list[str] = []
     for index, moment in enumerate(moments):
         made.extend(t["id"] for t in sim.add_tars(ids[index % accounts], 1, created_at=moment))
     return made

@@ -1,0 +1,285 @@
+"""The HubSpot adapter of the CRM port: an account is a company plus its associated contact.
+
+- Companies are upserted by the unique custom property `connect_account_id` (the TA id), contacts by
+  `email` (HubSpot's contact key), 100 inputs per call (the batch limit), then linked with the v4
+  default association in one batch call: the v3 upsert input has no `associations` member.
+- A lost answer (timeout, reset after sending) makes every record of that batch UNKNOWN; it is not
+  re-sent blindly. Upserting by a unique key is idempotent, so the caller's read-back and retry
+  can never create a duplicate.
+- 207 Multi-Status answers are mapped record by record through `objectWriteTraceId`: validation
+  errors are REJECTED with HubSpot's message, rate limits and server errors are RETRY. A whole
+  batch refused with 400/409 is split in halves until the faulty record stands alone.
+- `changed_since` walks HubSpot search with a sliding window (`hubspot_scan`), so neither the
+  10,000-result cap nor a bulk edit stamping one millisecond on many records hides anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from syncd.crm.hubspot_http import HubSpotHttp, RequestStats, json_body
+from syncd.crm.hubspot_reads import COMPANY_MODIFIED, CONTACT_MODIFIED, Reader
+from syncd.crm.hubspot_records import Written, to_properties
+from syncd.crm.hubspot_scan import Search, scan_modified
+from syncd.crm.hubspot_writes import BatchWriter
+from syncd.crm.port import CrmError, CrmRecord, Outcome, Upsert, WriteResult
+from syncd.domain.mapping import Mapping
+from syncd.retry import RetryPolicy
+
+KEY_PROPERTY = "connect_account_id"
+TAX_PROPERTY = "connect_tax_id"
+DEFAULT_COMPANY_FIELDS: tuple[str, ...] = ("name", "address", "address2", "city", "state", "zip")
+DEFAULT_COMPANY_FIELDS += ("country", "phone", KEY_PROPERTY, TAX_PROPERTY)
+DEFAULT_CONTACT_FIELDS = ("email", "firstname", "lastname", "phone")
+
+
+class HubSpotAdapter:
+    """`CrmPort` over HubSpot's CRM API. `transport` is injectable (tests); `retry` bounds the
+    retries (pass one with a recording `sleep` to make them instant). `api_version` "v3" uses
+    `/crm/v3/objects/...`; a date such as "2026-03" uses `/crm/objects/2026-03/...`."""
+
+    name = "hubspot"
+    batch_size = 100
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        company_fields: Sequence[str] = DEFAULT_COMPANY_FIELDS,
+        contact_fields: Sequence[str] = DEFAULT_CONTACT_FIELDS,
+        key_property: str = KEY_PROPERTY,
+        contact_key: str = "email",
+        contacts_in_changes: bool = True,
+        api_version: str = "v3",
+        search_rate: float | None = 5.0,
+    ) -> None:
+        self._http = HubSpotHttp(
+            base_url,
+            token,
+            transport=transport,
+            timeout=timeout,
+            retry=retry,
+            search_rate=search_rate,
+        )
+        self.key_property = key_property
+        self.contact_key = contact_key
+        self.contacts_in_changes = contacts_in_changes
+        """Fill contacts in `changed_since`, and report accounts whose contact alone changed."""
+        self._version = api_version
+        companies = tuple(dict.fromkeys((*company_fields, key_property)))
+        contacts = tuple(dict.fromkeys((contact_key, *contact_fields)))
+        self._reader = Reader(self._http, self._objects, companies, contacts, key_property)
+        self._writer = BatchWriter(self._http, self._objects)
+
+    @classmethod
+    def for_mapping(
+        cls, base_url: str, token: str, mapping: Mapping, **options: Any
+    ) -> HubSpotAdapter:
+        """An adapter reading and writing the properties `mapping` names."""
+        return cls(
+            base_url,
+            token,
+            company_fields=[f.target for f in mapping.account],
+            contact_fields=[f.target for f in mapping.contact],
+            key_property=mapping.key_property,
+            contact_key=mapping.contact_key_property,
+            **options,
+        )
+
+    def __repr__(self) -> str:
+        return f"HubSpotAdapter({self._http!r})"
+
+    def __enter__(self) -> HubSpotAdapter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    @property
+    def quota(self) -> dict[str, str]:
+        """Latest `X-HubSpot-RateLimit-*` header values seen, by header name."""
+        return self._http.quota
+
+    @property
+    def stats(self) -> RequestStats:
+        """Requests sent, by kind (read/write/search) and status."""
+        return self._http.stats
+
+    def _objects(self, otype: str) -> str:
+        if self._version == "v3":
+            return f"/crm/v3/objects/{otype}"
+        return f"/crm/objects/{self._version}/{otype}"
+
+    def _properties_path(self, otype: str) -> str:
+        if self._version == "v3":
+            return f"/crm/v3/properties/{otype}"
+        return f"/crm/properties/{self._version}/{otype}"
+
+    # --- schema --------------------------------------------------------------------------
+
+    def _property_defs(self, otype: str) -> list[dict[str, Any]]:
+        response = self._http.request("GET", self._properties_path(otype), "read")
+        if response.status_code != 200:
+            raise CrmError(f"HubSpot properties of {otype}: HTTP {response.status_code}")
+        return list(json_body(response).get("results") or [])
+
+    def properties(self) -> set[str]:
+        """Names of the company properties of the account."""
+        return {str(p.get("name")) for p in self._property_defs("companies")}
+
+    def contact_properties(self) -> set[str]:
+        """Names of the contact properties of the account."""
+        return {str(p.get("name")) for p in self._property_defs("contacts")}
+
+    def setup(self) -> list[str]:
+        """Create the unique key property (`connect_account_id`) and `connect_tax_id` on
+        companies when missing; say what was done. HubSpot cannot make an existing property
+        unique, so a non-unique key property stops with a fatal error."""
+        existing = {str(p.get("name")): p for p in self._property_defs("companies")}
+        done: list[str] = []
+        for name, label, unique in (
+            (self.key_property, "Connect account id", True),
+            (TAX_PROPERTY, "Connect tax id", False),
+        ):
+            if name in existing:
+                if unique and not existing[name].get("hasUniqueValue"):
+                    raise CrmError(
+                        f"company property {name} exists but is not unique; HubSpot cannot change "
+                        "that: delete it or configure another key property",
+                        fatal=True,
+                    )
+                continue
+            body = {
+                "name": name,
+                "label": label,
+                "type": "string",
+                "fieldType": "text",
+                "groupName": "companyinformation",
+                "hasUniqueValue": unique,
+                "description": "Written by syncd (CloudBlue Connect tier account).",
+            }
+            path = self._properties_path("companies")
+            response = self._http.request("POST", path, "write", json=body)
+            if response.status_code not in (200, 201, 409):
+                raise CrmError(f"creating property {name}: HTTP {response.status_code}")
+            if response.status_code != 409:  # 409: created meanwhile by someone else
+                done.append(f"created company property {name}" + (" (unique)" if unique else ""))
+        return done
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def read(self, keys: Sequence[str]) -> dict[str, CrmRecord]:
+        """The accounts of these TA ids that exist: companies read by the key property (100 per
+        call), then their contacts through the v4 associations."""
+        companies = self._reader.batch_read("companies", keys, self.key_property)
+        return {r.key: r for r in self._reader.records(companies)}
+
+    def changed_since(self, since: datetime) -> Iterator[CrmRecord]:
+        """Every account whose company (or, with `contacts_in_changes`, contact) was modified at
+        or after `since`. Our own writes come back too: HubSpot bumps the modified date on every
+        write, and telling them apart is the diff's job. Search lags writes by a few moments."""
+        if since.tzinfo is None:  # a naive moment is taken as UTC, not as local time
+            since = since.replace(tzinfo=UTC)
+        since_ms = int(since.timestamp() * 1000)
+        with_contacts = self.contacts_in_changes
+        seen: set[str] = set()
+        has_key = [{"propertyName": self.key_property, "operator": "HAS_PROPERTY"}]
+        for page in scan_modified(self._searcher("companies"), COMPANY_MODIFIED, since_ms, has_key):
+            companies = [self._reader.found("companies", raw) for raw in page]
+            seen.update(c.id for c in companies)
+            yield from self._reader.records(companies, with_contacts)
+        if not with_contacts:
+            return
+        # Contacts edited on their own: their companies did not show up above.
+        for page in scan_modified(self._searcher("contacts"), CONTACT_MODIFIED, since_ms):
+            links = self._reader.linked("contacts", "companies", [str(r["id"]) for r in page])
+            ids = [i for targets in links.values() for i in targets if i not in seen]
+            companies = self._reader.batch_read("companies", ids)
+            seen.update(c.id for c in companies)
+            yield from self._reader.records(companies)
+
+    def _searcher(self, otype: str) -> Search:
+        return lambda filters, sort: self._reader.search(otype, filters, sort)
+
+    # --- writes --------------------------------------------------------------------------
+
+    def upsert(self, items: Sequence[Upsert]) -> list[WriteResult]:
+        """Create or update each account (company, then contact, then their association); one
+        result per item, in order. A key repeated in `items` goes to a later batch."""
+        results: list[WriteResult | None] = [None] * len(items)
+        pending = list(range(len(items)))
+        while pending:
+            batch: list[int] = []
+            keys: set[str] = set()
+            later: list[int] = []
+            for index in pending:
+                if len(batch) < self.batch_size and items[index].key not in keys:
+                    batch.append(index)
+                    keys.add(items[index].key)
+                else:
+                    later.append(index)
+            written = self._upsert_batch([items[i] for i in batch])
+            for index, result in zip(batch, written, strict=True):
+                results[index] = result
+            pending = later
+        return [r for r in results if r is not None]
+
+    def _upsert_batch(self, items: list[Upsert]) -> list[WriteResult]:
+        entries = [(i.key, i.key, to_properties(i.fields)) for i in items]
+        companies = self._writer.upsert("companies", self.key_property, entries)
+        results: dict[str, WriteResult] = {}
+        groups: dict[str, list[Upsert]] = {}
+        for item in items:
+            company = companies[item.key]
+            if company.outcome is not Outcome.DONE or item.contact is None:
+                results[item.key] = company.result(item.key)
+                continue
+            contact_key = (item.contact.get(self.contact_key) or "").strip()
+            if self.contact_key == "email":
+                contact_key = contact_key.lower()  # HubSpot stores emails lower-cased
+            if not contact_key:
+                reason = f"the account's contact has no {self.contact_key}, its key in HubSpot"
+                results[item.key] = WriteResult(
+                    item.key, Outcome.REJECTED, company.id, reason=reason
+                )
+                continue
+            groups.setdefault(contact_key, []).append(item)
+        results.update(self._upsert_contacts(groups, companies))
+        return [results[item.key] for item in items]
+
+    def _upsert_contacts(
+        self, groups: dict[str, list[Upsert]], companies: dict[str, Written]
+    ) -> dict[str, WriteResult]:
+        """Accounts sharing one contact key share one HubSpot contact (the last fields win),
+        linked to each of their companies."""
+        if not groups:
+            return {}
+        entries = [(k, k, to_properties(group[-1].contact)) for k, group in groups.items()]
+        contacts = self._writer.upsert("contacts", self.contact_key, entries)
+        results: dict[str, WriteResult] = {}
+        pairs: dict[str, tuple[str, str]] = {}
+        for contact_key, group in groups.items():
+            contact = contacts[contact_key]
+            for item in group:
+                company_id = companies[item.key].id or ""
+                if contact.outcome is Outcome.DONE:
+                    pairs[item.key] = (contact.id or "", company_id)
+                else:
+                    results[item.key] = replace(contact.result(item.key), crm_id=company_id)
+        links = self._writer.associate(list(pairs.values()))
+        for key, pair in pairs.items():
+            link = links[pair].result(key)
+            results[key] = replace(link, crm_id=pair[1], contact_id=pair[0])
+        return results

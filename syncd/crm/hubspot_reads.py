@@ -1,0 +1,142 @@
+"""Reading accounts out of HubSpot: companies, their associated contact, as `CrmRecord`s.
+
+Batch reads take 100 ids (HubSpot's limit, also for v4 association reads since January 2024:
+airbyte #48834). A key that matches nothing comes back as a 207 `OBJECT_NOT_FOUND` error entry,
+which simply means "not there". A company with several contacts is represented by the most recently
+modified one: when an account's email changes, syncd upserts the new contact and links it, and
+that write makes it the newest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from syncd.crm.hubspot_http import HubSpotHttp, json_body
+from syncd.crm.hubspot_records import pick_contact
+from syncd.crm.hubspot_scan import PAGE, to_ms
+from syncd.crm.port import CrmError, CrmRecord
+
+BATCH = 100
+COMPANY_MODIFIED = "hs_lastmodifieddate"
+CONTACT_MODIFIED = "lastmodifieddate"
+MODIFIED = {"companies": COMPANY_MODIFIED, "contacts": CONTACT_MODIFIED}
+
+
+@dataclass(frozen=True)
+class Found:
+    """One record as HubSpot returned it: id, requested properties, modified time (epoch ms)."""
+
+    id: str
+    properties: dict[str, str | None]
+    modified_ms: int | None
+
+
+class Reader:
+    """Reads companies (with `company_fields`, the key property among them) and contacts."""
+
+    def __init__(
+        self,
+        http: HubSpotHttp,
+        objects: Callable[[str], str],
+        company_fields: Sequence[str],
+        contact_fields: Sequence[str],
+        key_property: str,
+    ) -> None:
+        self.http = http
+        self.objects = objects
+        self.fields = {"companies": tuple(company_fields), "contacts": tuple(contact_fields)}
+        self.key_property = key_property
+
+    def _wanted(self, otype: str) -> list[str]:
+        return [*self.fields[otype], MODIFIED[otype]]
+
+    def found(self, otype: str, raw: dict[str, Any]) -> Found:
+        props = dict(raw.get("properties") or {})
+        return Found(str(raw["id"]), props, to_ms(props.get(MODIFIED[otype])))
+
+    def post_ok(self, path: str, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.http.request("POST", path, kind, json=body)
+        if response.status_code not in (200, 207):
+            status = response.status_code
+            raise CrmError(f"HubSpot POST {path}: HTTP {status}", status=status)
+        return json_body(response)
+
+    def batch_read(
+        self, otype: str, ids: Sequence[str], id_property: str | None = None
+    ) -> list[Found]:
+        """The records with these ids (or values of `id_property`) that exist."""
+        out: list[Found] = []
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), BATCH):
+            body: dict[str, Any] = {
+                "inputs": [{"id": i} for i in unique[start : start + BATCH]],
+                "properties": self._wanted(otype),
+                "propertiesWithHistory": [],
+            }
+            if id_property:
+                body["idProperty"] = id_property
+            data = self.post_ok(self.objects(otype) + "/batch/read", "read", body)
+            out += [self.found(otype, r) for r in data.get("results") or []]
+        return out
+
+    def search(self, otype: str, filters: list[dict[str, str]], sort: str) -> list[dict[str, Any]]:
+        """The first page (200) of a search sorted ascending by `sort`."""
+        body = {
+            "filterGroups": [{"filters": filters}],
+            # The guide's object form; the v3 spec types `sorts` as strings, HubSpot takes both.
+            "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
+            "properties": self._wanted(otype),
+            "limit": PAGE,
+            "after": "0",
+        }
+        data = self.post_ok(self.objects(otype) + "/search", "search", body)
+        return list(data.get("results") or [])
+
+    def linked(self, from_type: str, to_type: str, ids: Sequence[str]) -> dict[str, list[str]]:
+        """v4 associations: id -> ids of the associated records of `to_type`."""
+        links: dict[str, list[str]] = {}
+        path = f"/crm/v4/associations/{from_type}/{to_type}/batch/read"
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), BATCH):
+            inputs = [{"id": i} for i in unique[start : start + BATCH]]
+            # Records with no association come back as 207 errors (NO_ASSOCIATIONS_FOUND).
+            data = self.post_ok(path, "read", {"inputs": inputs})
+            for row in data.get("results") or []:
+                targets = [str(t["toObjectId"]) for t in row.get("to") or []]
+                links[str(row["from"]["id"])] = targets
+        return links
+
+    def contacts_of(self, company_ids: Sequence[str]) -> dict[str, Found]:
+        """company id -> its most recently modified contact."""
+        links = self.linked("companies", "contacts", company_ids)
+        ids = [i for targets in links.values() for i in targets]
+        contacts = {c.id: c for c in self.batch_read("contacts", ids)}
+        chosen: dict[str, Found] = {}
+        for company_id, targets in links.items():
+            rows = [contacts[i] for i in targets if i in contacts]
+            best = pick_contact([{"id": r.id, "modified": r.modified_ms} for r in rows])
+            if best is not None:
+                chosen[company_id] = contacts[best]
+        return chosen
+
+    def records(self, companies: list[Found], with_contacts: bool = True) -> list[CrmRecord]:
+        """`CrmRecord`s of the companies holding a key (others are not syncd's)."""
+        ours = [c for c in companies if c.properties.get(self.key_property)]
+        contacts = self.contacts_of([c.id for c in ours]) if with_contacts and ours else {}
+        return [self._record(c, contacts.get(c.id)) for c in ours]
+
+    def _record(self, company: Found, contact: Found | None) -> CrmRecord:
+        stamps = [r.modified_ms for r in (company, contact) if r and r.modified_ms]
+        return CrmRecord(
+            key=str(company.properties[self.key_property]),
+            crm_id=company.id,
+            fields={f: company.properties.get(f) for f in self.fields["companies"]},
+            contact_id=contact.id if contact else None,
+            contact={f: contact.properties.get(f) for f in self.fields["contacts"]}
+            if contact
+            else {},
+            modified_at=datetime.fromtimestamp(max(stamps) / 1000, UTC) if stamps else None,
+        )

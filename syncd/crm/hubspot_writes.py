@@ -1,0 +1,114 @@
+"""Batch writes to HubSpot with an outcome per input: done, retry, rejected or unknown."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from syncd.crm.hubspot_http import HubSpotHttp, LostResponse, RetriesExhausted, json_body
+from syncd.crm.hubspot_records import Written, error_targets, is_retryable, reason_of
+from syncd.crm.port import CrmError, Outcome
+
+BATCH = 100
+"""Inputs per batch call (HubSpot's limit)."""
+LOST = "the answer was lost after sending; read back before writing again"
+Entry = tuple[str, str, dict[str, str]]
+"""(objectWriteTraceId, id, properties) of one upsert input."""
+
+
+class BatchWriter:
+    """Upserts and associations. A lost answer makes the batch UNKNOWN (never re-sent blindly);
+    retries exhausted make it RETRY; a batch refused whole (400/409) is halved until the faulty
+    input stands alone and is REJECTED with HubSpot's reason."""
+
+    def __init__(self, http: HubSpotHttp, objects: Callable[[str], str]) -> None:
+        self.http = http
+        self.objects = objects
+
+    def upsert(self, otype: str, id_property: str, entries: list[Entry]) -> dict[str, Written]:
+        """Batch upsert `(trace id, id, properties)` entries; the outcome of each, by trace."""
+        inputs = [
+            {"idProperty": id_property, "id": ident, "properties": props}
+            | {"objectWriteTraceId": trace}
+            for trace, ident, props in entries
+        ]
+        path = self.objects(otype) + "/batch/upsert"
+        try:
+            response = self.http.request("POST", path, "write", json={"inputs": inputs})
+        except LostResponse:
+            return {trace: Written(Outcome.UNKNOWN, reason=LOST) for trace, _, _ in entries}
+        except RetriesExhausted as exc:
+            retry = Written(Outcome.RETRY, reason=str(exc), retry_after=exc.retry_after)
+            return {trace: retry for trace, _, _ in entries}
+        status = response.status_code
+        if status in (200, 207):
+            return self._map_batch(json_body(response), entries, id_property)
+        body = json_body(response)
+        message = str(body.get("message"))
+        if status == 400 and ("PROPERTY_DOESNT_EXIST" in message or "non-unique" in message):
+            # The mapping or the account's schema is wrong: no record would ever pass.
+            raise CrmError(
+                f"HubSpot refused the {otype} batch: {reason_of(body)}; run `syncd crm setup` "
+                "or fix the mapping",
+                fatal=True,
+                status=status,
+            )
+        if status in (400, 409):
+            if len(entries) == 1:
+                return {entries[0][0]: Written(Outcome.REJECTED, reason=reason_of(body))}
+            # One bad record refuses the whole batch: halve until it stands alone.
+            half = len(entries) // 2
+            return {
+                **self.upsert(otype, id_property, entries[:half]),
+                **self.upsert(otype, id_property, entries[half:]),
+            }
+        raise CrmError(f"HubSpot POST {path}: HTTP {status}", status=status)
+
+    def _map_batch(
+        self, data: dict[str, Any], entries: list[Entry], id_property: str
+    ) -> dict[str, Written]:
+        norm = str.lower if id_property == "email" else str
+        trace_of = {norm(ident): trace for trace, ident, _ in entries}
+        out: dict[str, Written] = {}
+        for row in data.get("results") or []:
+            trace = row.get("objectWriteTraceId")
+            if trace not in trace_of.values():
+                trace = trace_of.get(norm(str((row.get("properties") or {}).get(id_property))))
+            if trace is not None:
+                out[trace] = Written(Outcome.DONE, id=str(row["id"]))
+        for err in data.get("errors") or []:
+            outcome = Outcome.RETRY if is_retryable(err) else Outcome.REJECTED
+            for trace in error_targets(err, trace_of, norm):
+                out.setdefault(trace, Written(outcome, reason=reason_of(err)))
+        missing = Written(Outcome.RETRY, reason="HubSpot returned no result for this record")
+        return {trace: out.get(trace, missing) for trace, _, _ in entries}
+
+    def associate(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], Written]:
+        """Link contacts to companies with HubSpot's default association (idempotent)."""
+        unique = list(dict.fromkeys(pairs))
+        out: dict[tuple[str, str], Written] = {}
+        path = "/crm/v4/associations/contacts/companies/batch/associate/default"
+        for start in range(0, len(unique), BATCH):
+            chunk = unique[start : start + BATCH]
+            inputs = [{"from": {"id": c}, "to": {"id": co}} for c, co in chunk]
+            try:
+                response = self.http.request("POST", path, "write", json={"inputs": inputs})
+            except LostResponse:
+                out.update({p: Written(Outcome.UNKNOWN, reason=LOST) for p in chunk})
+                continue
+            except RetriesExhausted as exc:
+                retry = Written(Outcome.RETRY, reason=str(exc), retry_after=exc.retry_after)
+                out.update({p: retry for p in chunk})
+                continue
+            if response.status_code not in (200, 207):
+                raise CrmError(f"HubSpot POST {path}: HTTP {response.status_code}")
+            data = json_body(response)
+            for row in data.get("results") or []:
+                out[(str(row["from"]["id"]), str(row["to"]["id"]))] = Written(Outcome.DONE)
+            for err in data.get("errors") or []:
+                ids = set((err.get("context") or {}).get("ids") or [])
+                for pair in chunk:
+                    if set(pair) <= ids:
+                        out.setdefault(pair, Written(Outcome.RETRY, reason=reason_of(err)))
+        missing = Written(Outcome.RETRY, reason="HubSpot did not confirm the association")
+        return {p: out.get(p, missing) for p in unique}
