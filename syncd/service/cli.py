@@ -124,7 +124,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from syncd.service.demo import run_demo
 
     logs.configure("WARNING")
-    return run_demo(cycles=args.cycles, accounts=args.accounts, interval=args.interval)
+    return run_demo(args.cycles, args.accounts, args.interval, args.crm)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--accounts", type=int, default=300, help="accounts the simulator starts with"
     )
     demo.add_argument("--interval", type=float, default=5.0, help="seconds between cycles")
+    demo.add_argument(
+        "--crm",
+        choices=["hubspot", "salesforce"],
+        default="hubspot",
+        help="which CRM simulator to sync with",
+    )
     demo.set_defaults(handler=cmd_demo)
 
     sim = commands.add_parser("sim", help="run one simulator on loopback")
