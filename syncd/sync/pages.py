@@ -75,4 +75,4 @@ def checked_pages(
 ) -> Iterator[CheckedPage[R]]:
     """The pages of `path` for `query`, each checked, one page ahead of the consumer."""
     pages = client.iter_pages(path, query, limit=page_size)
-    return prefetch((check_page(page, parse, object_type) for page in pages), depth=3)
+    return prefetch(check_page(page, parse, object_type) for page in pages)
