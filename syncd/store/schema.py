@@ -55,7 +55,14 @@ tier_accounts = Table(
     Column("updated_at", DateTime(timezone=True)),
     Column("record", JSONB, nullable=False),
     Column("mirrored_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("sync_enabled", Boolean),
+    Column("sync_source", Text),
+    Column("sync_override", Boolean),
+    Column("sync_decided_at", DateTime(timezone=True)),
     CheckConstraint("version >= 0", name="version_not_negative"),
+    CheckConstraint(
+        "sync_source IN ('override', 'capability', 'default')", name="sync_source_known"
+    ),
     Index(None, "parent_id"),
     Index(None, "owner_id"),
 )
@@ -198,5 +205,58 @@ crm_conflicts = Table(
         "ix_crm_conflicts_open",
         "account_id",
         postgresql_where=text("resolution = 'manual' AND resolved_at IS NULL"),
+    ),
+)
+
+account_products = Table(
+    "account_products",
+    metadata,
+    Column("account_id", Text, nullable=False),
+    Column("product_id", Text, nullable=False),
+    Column("asset_id", Text),
+    Column("seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("account_id", "product_id"),
+    Index(None, "product_id"),
+)
+
+sync_overrides = Table(
+    "sync_overrides",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("account_id", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("actor", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("old_value", Boolean),
+    Column("new_value", Boolean),
+    Index(None, "account_id"),
+)
+
+connect_outbox = Table(
+    "connect_outbox",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("object_id", Text, nullable=False),
+    Column("payload", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("state", Text, nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("run_id", BigInteger, ForeignKey("sync_runs.id", ondelete="SET NULL")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("sent_at", DateTime(timezone=True)),
+    Column("settled_at", DateTime(timezone=True)),
+    Column("outcome", Text),
+    Column("error", Text),
+    CheckConstraint("kind IN ('accept', 'ignore', 'update_account')", name="kind_known"),
+    CheckConstraint(
+        "state IN ('pending', 'sent', 'done', 'failed', 'unknown')", name="state_known"
+    ),
+    Index(None, "state"),
+    # A TAR is accepted or ignored once, ever: one action row per TAR.
+    Index(
+        "uq_connect_outbox_tar_action",
+        "object_id",
+        unique=True,
+        postgresql_where=text("kind IN ('accept', 'ignore')"),
     ),
 )
