@@ -296,3 +296,29 @@ def test_a_fatal_auth_error_fails_the_run_with_a_message_and_no_key(
     assert result.outcome == "failed"
     assert "AUTH_001" in (result.error or "")
     assert "wrong" not in (result.error or "")
+
+
+def test_a_page_that_is_not_json_is_kept_in_the_ledger_and_the_next_cycle_is_clean(
+    engine: Engine, sim: ConnectSim, server: SimServer, client: ConnectClient
+) -> None:
+    make_tars(sim, [T0 + timedelta(seconds=s) for s in range(20)])
+    page = b'[{"id": "TAR-1", "status": "pend'
+    server.faults.inject(
+        Fault(status=200, body=page, match=r"GET /public/v1/tier/account-requests\?ordering")
+    )
+
+    broken = run_cycle(engine, client, PullOptions())
+
+    assert broken.outcome == "failed"
+    assert broken.counts["pull"]["failed_feeds"] == ["tar_feed"]
+    with engine.connect() as conn:
+        entry = conn.execute(select(sync_ledger).where(sync_ledger.c.object_type == "page")).one()
+        assert mirror.get_cursor(conn, TAR_CURSOR) is None
+    assert entry.payload == page.decode()
+    assert "not JSON" in entry.message
+    assert count(engine, tier_account_requests) == 20, "the pending sweep still stored them"
+
+    again = run_cycle(engine, client, PullOptions())
+    assert again.outcome == "success"
+    with engine.connect() as conn:
+        assert mirror.get_cursor(conn, TAR_CURSOR) is not None
