@@ -68,13 +68,13 @@ def test_check_reports_a_schema_changed_outside_migrations(engine: Engine) -> No
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE tier_accounts ADD COLUMN nickname text"))
         conn.execute(text("DROP INDEX ix_sync_ledger_run_id"))
-        conn.execute(text("ALTER TABLE products ALTER COLUMN name TYPE varchar(20)"))
+        conn.execute(text("ALTER TABLE sync_cursors ALTER COLUMN value TYPE varchar(20)"))
 
     problems = migrate.check(engine)
 
     assert "remove_column tier_accounts.nickname" in problems
     assert "add_index ix_sync_ledger_run_id on sync_ledger" in problems
-    assert any(p.startswith("modify_type products.name") for p in problems)
+    assert any(p.startswith("modify_type sync_cursors.value") for p in problems)
 
 
 def test_downgrade_to_base_removes_everything_and_upgrade_rebuilds_it(
