@@ -115,6 +115,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         engine.dispose()
 
 
+def cmd_accounts(args: argparse.Namespace) -> int:
+    from syncd.service import accounts
+
+    return accounts.run(_settings(args), args)
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     serve: Callable[[argparse.Namespace], int] = args.serve
     return serve(args)
@@ -169,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="last runs, backlog and failures")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=cmd_status)
+
+    accounts = commands.add_parser("accounts", help="the per-account sync flag and overrides")
+    from syncd.service.accounts import add_arguments as account_arguments
+
+    account_arguments(accounts)
+    accounts.set_defaults(handler=cmd_accounts)
 
     demo = commands.add_parser("demo", help="the whole job on this machine, nothing to configure")
     demo.add_argument("--cycles", type=int, default=0, help="stop after N cycles (default: Ctrl-C)")

@@ -11,11 +11,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, func, select, text, union
 from sqlalchemy.dialects.postgresql import insert
 
 from syncd.domain.records import Product
 from syncd.store.schema import (
+    account_products,
     products,
     sync_cursors,
     tier_account_requests,
@@ -177,8 +178,12 @@ def pending_request_ids(conn: Connection) -> set[str]:
 
 
 def products_to_read(conn: Connection, stale_before: datetime) -> list[str]:
-    """Products seen on TARs that were never read, or read before `stale_before`."""
-    seen = select(tier_account_requests.c.product_id.label("id")).distinct().subquery()
+    """Products seen on TARs or linked to accounts through assets (`account_products`) that were
+    never read, or read before `stale_before`."""
+    seen = union(
+        select(tier_account_requests.c.product_id.label("id")),
+        select(account_products.c.product_id.label("id")),
+    ).subquery()
     rows = conn.execute(
         select(seen.c.id)
         .select_from(seen.outerjoin(products, products.c.id == seen.c.id))

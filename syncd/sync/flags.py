@@ -1,0 +1,227 @@
+"""The flag phase: decide which accounts syncd may write (product.md §2.5, §3).
+
+Runs after the pull, in three parts:
+
+1. accounts that have no TAR and no linked product yet are linked to products through their
+   assets: one `GET /assets` listing per `batch` accounts, filtered on the three tier roles
+   (`tiers.customer.id`, `tiers.tier1.id`, `tiers.tier2.id`, spec v37 filters on `/assets`). An
+   account is looked up once; one with no asset is remembered (`syncd.store.asset_links`), so an
+   idle cycle sends no /assets request;
+2. products linked that way and never read are read (`GET /products/{id}`), so their capability
+   counts in this very cycle (the pull re-reads them after the TTL, like the TARs' products);
+3. every account's flag is decided in one SQL statement (`syncd.store.flags.recompute_flags`).
+
+The push then writes only accounts with `tier_accounts.sync_enabled IS TRUE`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from syncd.connect import rql
+from syncd.connect.client import ConnectClient
+from syncd.connect.errors import ConnectError, MalformedResponse, RecordError
+from syncd.connect.paths import join_path
+from syncd.domain.assets import AssetLink, asset_links
+from syncd.domain.records import InvalidRecord, parse_product
+from syncd.store import asset_links as store
+from syncd.store import mirror
+from syncd.store.flags import recompute_flags
+from syncd.store.runs import LedgerEntry, record
+from syncd.sync.pull import Stopped
+
+logger = logging.getLogger(__name__)
+
+ASSETS = "/assets"
+TIER_FILTERS = ("tiers.customer.id", "tiers.tier1.id", "tiers.tier2.id")
+_CANDIDATE_PAGE = 1000
+
+
+@dataclass
+class FlagCounts:
+    looked_up: int = 0
+    """Accounts looked up through /assets."""
+    asset_pages: int = 0
+    linked: int = 0
+    """New (account, product) links from assets."""
+    products_read: int = 0
+    malformed: int = 0
+    enabled: int = 0
+    disabled: int = 0
+    changed: int = 0
+    """Accounts whose flag or its source changed."""
+    failed_parts: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def assets_query(account_ids: list[str]) -> str:
+    """`or(in(tiers.customer.id,(…)),in(tiers.tier1.id,(…)),in(tiers.tier2.id,(…)))`: the assets
+    where any of `account_ids` is the customer or a reseller."""
+    return rql.render_query(rql.or_(*(rql.in_(name, account_ids) for name in TIER_FILTERS)))
+
+
+class FlagPhase:
+    """Links accounts to products, reads those products, decides every account's flag."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        client: ConnectClient,
+        *,
+        default: bool,
+        run_id: int | None,
+        batch: int = 100,
+        should_stop: Callable[[], bool] = lambda: False,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        if batch < 1:
+            raise ValueError("batch must be at least 1")
+        self.engine = engine
+        self.client = client
+        self.default = default
+        self.run_id = run_id
+        self.batch = batch
+        self.should_stop = should_stop
+        self.clock = clock
+        self.counts = FlagCounts()
+        self._linked_products: set[str] = set()
+
+    def run(self) -> FlagCounts:
+        """All three parts; a part that fails on Connect is recorded in the ledger and in
+        `failed_parts`, and the flags are still decided from what is known. A fatal error (401,
+        403) propagates; so does `Stopped`, between batches."""
+        for name, part in (
+            ("link_assets", self.link_assets),
+            ("read_products", self.read_products),
+        ):
+            try:
+                part()
+            except MalformedResponse as exc:
+                self._part_failed(name, exc, exc.body)
+            except ConnectError as exc:
+                if exc.kind == "fatal":
+                    raise
+                self._part_failed(name, exc, None)
+        self.decide()
+        return self.counts
+
+    # -- the parts -----------------------------------------------------------------------------
+
+    def link_assets(self) -> None:
+        """Look up, through their assets, the accounts that have no TAR and no link yet."""
+        with self.engine.connect() as conn:
+            memo = store.accounts_without_assets(conn)
+        without: set[str] = set()
+        try:
+            for ids in self._unlinked_batches(frozenset(memo)):
+                self._check_stop()
+                without |= self._link_batch(ids)
+        finally:
+            if without:
+                with self.engine.begin() as conn:
+                    store.remember_without_assets(conn, memo, without)
+
+    def read_products(self) -> None:
+        """Read the capability of the products linked in this run that were never read."""
+        with self.engine.connect() as conn:
+            wanted = store.unread_products(conn, self._linked_products)
+        for product_id in wanted:
+            self._check_stop()
+            body: Any = None
+            try:
+                body = self.client.get(join_path("products", product_id))
+                found = parse_product(body)
+            except (RecordError, InvalidRecord) as exc:
+                self._record_error("product", product_id, exc, body)
+                continue
+            with self.engine.begin() as conn:
+                mirror.store_products(conn, [found], self.clock())
+            self.counts.products_read += 1
+
+    def decide(self) -> None:
+        """Decide every account's flag in one statement."""
+        with self.engine.begin() as conn:
+            result = recompute_flags(conn, self.default)
+        self.counts.enabled = result.enabled
+        self.counts.disabled = result.disabled
+        self.counts.changed = result.changed
+        logger.info(
+            "flags_decided",
+            extra={"run_id": self.run_id, **self.counts.as_dict()},
+        )
+
+    # -- mechanics -----------------------------------------------------------------------------
+
+    def _unlinked_batches(self, skip: frozenset[str]) -> Iterator[list[str]]:
+        """Accounts to look up, `batch` at a time, in id order, less those in `skip`."""
+        after = ""
+        waiting: list[str] = []
+        while True:
+            with self.engine.connect() as conn:
+                ids = store.accounts_to_link(conn, after, _CANDIDATE_PAGE)
+            if ids:
+                after = ids[-1]
+                waiting.extend(i for i in ids if i not in skip)
+            while len(waiting) >= self.batch or (waiting and not ids):
+                yield waiting[: self.batch]
+                waiting = waiting[self.batch :]
+            if not ids:
+                return
+
+    def _link_batch(self, ids: list[str]) -> set[str]:
+        """Link `ids` to the products of their assets; returns those that got no link."""
+        ours = set(ids)
+        found: dict[tuple[str, str], AssetLink] = {}
+        refused: list[LedgerEntry] = []
+        for page in self.client.iter_pages(ASSETS, assets_query(ids)):
+            self.counts.asset_pages += 1
+            for item in page.items:
+                try:
+                    links = asset_links(item, ours)
+                except InvalidRecord as exc:
+                    refused.append(_malformed("asset", exc, item))
+                    continue
+                for link in links:
+                    found.setdefault((link.account_id, link.product_id), link)
+        with self.engine.begin() as conn:
+            self.counts.linked += store.store_links(conn, list(found.values()))
+            record(conn, self.run_id, refused)
+        self.counts.looked_up += len(ids)
+        self.counts.malformed += len(refused)
+        self._linked_products.update(product_id for _, product_id in found)
+        logger.debug("assets_linked", extra={"accounts": len(ids), "links": len(found)})
+        return ours - {account_id for account_id, _ in found}
+
+    def _check_stop(self) -> None:
+        if self.should_stop():
+            raise Stopped
+
+    def _record_error(self, object_type: str, object_id: str, exc: Exception, body: Any) -> None:
+        self.counts.malformed += 1
+        kind = "invalid_record" if isinstance(exc, InvalidRecord) else "refused"
+        entry = LedgerEntry(object_type, object_id, "flags", "error", kind, str(exc), body)
+        with self.engine.begin() as conn:
+            record(conn, self.run_id, [entry])
+
+    def _part_failed(self, name: str, exc: Exception, payload: Any) -> None:
+        self.counts.failed_parts.append(name)
+        logger.error("flags_part_failed", extra={"part": name, "error": str(exc)})
+        entry = LedgerEntry(
+            "page", None, f"flags.{name}", "error", type(exc).__name__, str(exc), payload
+        )
+        with self.engine.begin() as conn:
+            record(conn, self.run_id, [entry])
+
+
+def _malformed(object_type: str, exc: InvalidRecord, item: Any) -> LedgerEntry:
+    return LedgerEntry(
+        object_type, exc.record_id, "flags", "malformed", "invalid_record", str(exc), item
+    )
