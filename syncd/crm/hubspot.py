@@ -1,34 +1,48 @@
 """The HubSpot adapter of the CRM port: an account is a company plus its associated contact.
 
-- Companies are upserted by the unique custom property `connect_account_id` (the TA id), contacts by
-  `email` (HubSpot's contact key), 100 inputs per call (the batch limit), then linked with the v4
-  default association in one batch call: the v3 upsert input has no `associations` member.
+Writes, 100 inputs per call (the batch limit):
+- Companies are upserted by the unique custom property `connect_account_id` (the TA id). A
+  company the read found (`Upsert.crm_id`) with nothing to change but its key is not written.
+- Contacts (`hubspot_contacts`): a new one is created with its association to the company inline
+  (`batch/create`; the v3 upsert input has no `associations`), one the read found linked
+  (`Upsert.contact_id`) is upserted by `email` (HubSpot's contact key) with no association call.
+  So a batch of new accounts, or of changed ones, costs two write calls. A contact that exists
+  without the link (shared with another account, made by hand) is upserted and linked with the
+  v4 default association: two calls more for that batch.
 - A lost answer (timeout, reset after sending) makes every record of that batch UNKNOWN; it is not
-  re-sent blindly. Upserting by a unique key is idempotent, so the caller's read-back and retry
-  can never create a duplicate.
+  re-sent blindly. Upserts by a unique key are idempotent and a create of an email that exists is
+  refused (409), so the caller's read-back and retry can never create a duplicate.
 - 207 Multi-Status answers are mapped record by record through `objectWriteTraceId`: validation
   errors are REJECTED with HubSpot's message, rate limits and server errors are RETRY. A whole
   batch refused with 400/409 is split in halves until the faulty record stands alone.
-- `changed_since` walks HubSpot search with a sliding window (`hubspot_scan`), so neither the
-  10,000-result cap nor a bulk edit stamping one millisecond on many records hides anything.
+
+Reads: companies by the key property in one `batch/read`; their contacts take two calls more (the
+v4 association read, then a contacts `batch/read`: no v3 read returns a record with its
+associations' properties). So `read` skips them for the accounts the caller says it does not need
+them for (`skip_contacts`: Connect wants the contact syncd last wrote), and a cycle that changed
+company fields alone costs one read per 100 accounts. Search could find contacts by company in one
+call, but it lags writes by seconds and is limited to 5 requests a second: not for this.
+
+`changed_since` walks HubSpot search with a sliding window (`hubspot_scan`), so neither the 10,000
+result cap nor a bulk edit stamping one millisecond on many records hides anything.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
+from syncd.crm.hubspot_contacts import ContactWriter
 from syncd.crm.hubspot_http import HubSpotHttp, RequestStats, json_body
 from syncd.crm.hubspot_reads import COMPANY_MODIFIED, CONTACT_MODIFIED, Reader
 from syncd.crm.hubspot_records import Written, to_properties
 from syncd.crm.hubspot_scan import Search, scan_modified
 from syncd.crm.hubspot_writes import BatchWriter
 from syncd.crm.port import CrmError, CrmRecord, Outcome, Upsert, WriteResult
-from syncd.domain.mapping import Mapping
+from syncd.domain import mapping as fieldmaps
 from syncd.retry import RetryPolicy
 
 KEY_PROPERTY = "connect_account_id"
@@ -79,10 +93,11 @@ class HubSpotAdapter:
         contacts = tuple(dict.fromkeys((contact_key, *contact_fields)))
         self._reader = Reader(self._http, self._objects, companies, contacts, key_property)
         self._writer = BatchWriter(self._http, self._objects)
+        self._contacts = ContactWriter(self._writer, self._reader, contact_key)
 
     @classmethod
     def for_mapping(
-        cls, base_url: str, token: str, mapping: Mapping, **options: Any
+        cls, base_url: str, token: str, mapping: fieldmaps.Mapping, **options: Any
     ) -> HubSpotAdapter:
         """An adapter reading and writing the properties `mapping` names."""
         return cls(
@@ -180,11 +195,18 @@ class HubSpotAdapter:
 
     # --- reads ---------------------------------------------------------------------------
 
-    def read(self, keys: Sequence[str]) -> dict[str, CrmRecord]:
+    def read(
+        self, keys: Sequence[str], skip_contacts: Mapping[str, str] | None = None
+    ) -> dict[str, CrmRecord]:
         """The accounts of these TA ids that exist: companies read by the key property (100 per
-        call), then their contacts through the v4 associations."""
+        call), then the contacts of those not in `skip_contacts` with their company id through
+        the v4 associations (one call) and a contacts batch read (one more)."""
         companies = self._reader.batch_read("companies", keys, self.key_property)
-        return {r.key: r for r in self._reader.records(companies)}
+        skip = skip_contacts or {}
+        unread = {
+            c.id for c in companies if skip.get(str(c.properties.get(self.key_property))) == c.id
+        }
+        return {r.key: r for r in self._reader.records(companies, skip=unread)}
 
     def changed_since(self, since: datetime) -> Iterator[CrmRecord]:
         """Every account whose company (or, with `contacts_in_changes`, contact) was modified at
@@ -216,8 +238,8 @@ class HubSpotAdapter:
     # --- writes --------------------------------------------------------------------------
 
     def upsert(self, items: Sequence[Upsert]) -> list[WriteResult]:
-        """Create or update each account (company, then contact, then their association); one
-        result per item, in order. A key repeated in `items` goes to a later batch."""
+        """Create or update each account (company, then its linked contact); one result per
+        item, in order. A key repeated in `items` goes to a later batch."""
         results: list[WriteResult | None] = [None] * len(items)
         pending = list(range(len(items)))
         while pending:
@@ -237,8 +259,15 @@ class HubSpotAdapter:
         return [r for r in results if r is not None]
 
     def _upsert_batch(self, items: list[Upsert]) -> list[WriteResult]:
-        entries = [(i.key, i.key, to_properties(i.fields)) for i in items]
-        companies = self._writer.upsert("companies", self.key_property, entries)
+        # A company the read found, with nothing to change but its key, is not written again.
+        unchanged = {
+            i.key: Written(Outcome.DONE, id=i.crm_id)
+            for i in items
+            if i.crm_id and set(i.fields) <= {self.key_property}
+        }
+        entries = [(i.key, i.key, to_properties(i.fields)) for i in items if i.key not in unchanged]
+        companies = self._writer.upsert("companies", self.key_property, entries) if entries else {}
+        companies.update(unchanged)
         results: dict[str, WriteResult] = {}
         groups: dict[str, list[Upsert]] = {}
         for item in items:
@@ -256,30 +285,5 @@ class HubSpotAdapter:
                 )
                 continue
             groups.setdefault(contact_key, []).append(item)
-        results.update(self._upsert_contacts(groups, companies))
+        results.update(self._contacts.write(groups, companies))
         return [results[item.key] for item in items]
-
-    def _upsert_contacts(
-        self, groups: dict[str, list[Upsert]], companies: dict[str, Written]
-    ) -> dict[str, WriteResult]:
-        """Accounts sharing one contact key share one HubSpot contact (the last fields win),
-        linked to each of their companies."""
-        if not groups:
-            return {}
-        entries = [(k, k, to_properties(group[-1].contact)) for k, group in groups.items()]
-        contacts = self._writer.upsert("contacts", self.contact_key, entries)
-        results: dict[str, WriteResult] = {}
-        pairs: dict[str, tuple[str, str]] = {}
-        for contact_key, group in groups.items():
-            contact = contacts[contact_key]
-            for item in group:
-                company_id = companies[item.key].id or ""
-                if contact.outcome is Outcome.DONE:
-                    pairs[item.key] = (contact.id or "", company_id)
-                else:
-                    results[item.key] = replace(contact.result(item.key), crm_id=company_id)
-        links = self._writer.associate(list(pairs.values()))
-        for key, pair in pairs.items():
-            link = links[pair].result(key)
-            results[key] = replace(link, crm_id=pair[1], contact_id=pair[0])
-        return results

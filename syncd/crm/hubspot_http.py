@@ -19,6 +19,7 @@ message or a repr.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter, deque
 from typing import Any
 
@@ -57,9 +58,11 @@ class RequestStats:
 
     def __init__(self) -> None:
         self.counts: Counter[tuple[str, int]] = Counter()
+        self._lock = threading.Lock()  # a read and a write may run at once (push prefetch)
 
     def record(self, kind: str, status: int) -> None:
-        self.counts[(kind, status)] += 1
+        with self._lock:
+            self.counts[(kind, status)] += 1
 
     def total(self, kind: str | None = None, status: int | None = None) -> int:
         return sum(
@@ -104,6 +107,9 @@ class HubSpotHttp:
         self._search_rate = search_rate
         self._searches: deque[float] = deque()
         self._burst_spent = False
+        # httpx's client may be shared between threads; the pacing and quota state here is
+        # guarded, so that a read and a write running at once (push prefetch) stay consistent.
+        self._state = threading.Lock()
 
     def __repr__(self) -> str:
         return f"HubSpotHttp(base_url={str(self._client.base_url)!r})"
@@ -173,16 +179,22 @@ class HubSpotHttp:
         return retry_after
 
     def _note_quota(self, response: httpx.Response, kind: str) -> None:
-        for name, value in response.headers.items():
-            lower = name.lower()
-            if lower.startswith("x-hubspot-ratelimit-"):
-                self.quota[_CANONICAL.get(lower, lower)] = value
-        if kind != "search" and "x-hubspot-ratelimit-remaining" in response.headers:
-            self._burst_spent = response.headers["x-hubspot-ratelimit-remaining"] == "0"
+        with self._state:
+            for name, value in response.headers.items():
+                lower = name.lower()
+                if lower.startswith("x-hubspot-ratelimit-"):
+                    self.quota[_CANONICAL.get(lower, lower)] = value
+            if kind != "search" and "x-hubspot-ratelimit-remaining" in response.headers:
+                self._burst_spent = response.headers["x-hubspot-ratelimit-remaining"] == "0"
 
     def _pace(self, kind: str) -> None:
         """Stay inside the limits instead of collecting 429s: at most `search_rate` searches per
         second, and a pause for the window when the burst budget was reported spent."""
+        with self._state:
+            self._pace_locked(kind)
+
+    def _pace_locked(self, kind: str) -> None:
+        # Sleeping with the lock held is on purpose: the other thread waits out the window too.
         if kind == "search" and self._search_rate:
             now = self.retry.clock()
             while self._searches and self._searches[0] <= now - 1.0:

@@ -9,7 +9,7 @@ that write makes it the newest.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -122,13 +122,22 @@ class Reader:
                 chosen[company_id] = contacts[best]
         return chosen
 
-    def records(self, companies: list[Found], with_contacts: bool = True) -> list[CrmRecord]:
-        """`CrmRecord`s of the companies holding a key (others are not syncd's)."""
+    def records(
+        self,
+        companies: list[Found],
+        with_contacts: bool = True,
+        skip: Collection[str] = frozenset(),
+    ) -> list[CrmRecord]:
+        """`CrmRecord`s of the companies holding a key (others are not syncd's), with their
+        contact unless `with_contacts` is off or the company id is in `skip`."""
         ours = [c for c in companies if c.properties.get(self.key_property)]
-        contacts = self.contacts_of([c.id for c in ours]) if with_contacts and ours else {}
-        return [self._record(c, contacts.get(c.id)) for c in ours]
+        wanted = [c.id for c in ours if with_contacts and c.id not in skip]
+        contacts = self.contacts_of(wanted) if wanted else {}
+        return [
+            self._record(c, contacts.get(c.id), with_contacts and c.id not in skip) for c in ours
+        ]
 
-    def _record(self, company: Found, contact: Found | None) -> CrmRecord:
+    def _record(self, company: Found, contact: Found | None, contact_read: bool) -> CrmRecord:
         stamps = [r.modified_ms for r in (company, contact) if r and r.modified_ms]
         return CrmRecord(
             key=str(company.properties[self.key_property]),
@@ -139,4 +148,5 @@ class Reader:
             if contact
             else {},
             modified_at=datetime.fromtimestamp(max(stamps) / 1000, UTC) if stamps else None,
+            contact_read=contact_read,
         )

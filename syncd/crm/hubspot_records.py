@@ -25,6 +25,8 @@ class Written:
     id: str | None = None
     reason: str | None = None
     retry_after: float | None = None
+    conflict: bool = False
+    """A create refused because the unique value exists already (409): upsert it instead."""
 
     def result(self, key: str) -> WriteResult:
         return WriteResult(

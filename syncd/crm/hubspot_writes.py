@@ -16,10 +16,19 @@ Entry = tuple[str, str, dict[str, str]]
 """(objectWriteTraceId, id, properties) of one upsert input."""
 
 
+NewEntry = tuple[str, dict[str, str], list[str]]
+"""(objectWriteTraceId, properties, ids of the companies to associate) of one create input."""
+CONTACT_TO_COMPANY = 279
+"""HubSpot-defined association type contact → company (unlabeled: the one the v4 "default"
+association creates; HubSpot makes the first company of a contact its primary one as well)."""
+CONFLICT = "a record with this unique value exists already"
+
+
 class BatchWriter:
-    """Upserts and associations. A lost answer makes the batch UNKNOWN (never re-sent blindly);
-    retries exhausted make it RETRY; a batch refused whole (400/409) is halved until the faulty
-    input stands alone and is REJECTED with HubSpot's reason."""
+    """Creates, upserts and associations. A lost answer makes the batch UNKNOWN (never re-sent
+    blindly); retries exhausted make it RETRY; a batch refused whole (400/409) is halved until
+    the faulty input stands alone and is REJECTED with HubSpot's reason, except a create refused
+    with 409, whose inputs come back marked `conflict` for the caller to upsert instead."""
 
     def __init__(self, http: HubSpotHttp, objects: Callable[[str], str]) -> None:
         self.http = http
@@ -32,17 +41,58 @@ class BatchWriter:
             | {"objectWriteTraceId": trace}
             for trace, ident, props in entries
         ]
-        path = self.objects(otype) + "/batch/upsert"
+        traces = [(trace, ident) for trace, ident, _ in entries]
+        return self._write(otype, "upsert", id_property, traces, inputs)
+
+    def create(self, otype: str, id_property: str, entries: list[NewEntry]) -> dict[str, Written]:
+        """Batch create contacts `(trace id, properties, company ids)`, each associated with its
+        companies in the same call (the v3 create input takes `associations`, unlike upsert).
+
+        HubSpot refuses the whole batch with 409 CONFLICT when one unique value (an email)
+        exists already, and names only the first (hubspot-api-python #51): nothing is created,
+        and every input comes back `conflict`."""
+        inputs = [
+            {
+                "properties": props,
+                "associations": [
+                    {
+                        "to": {"id": company},
+                        "types": [
+                            {
+                                "associationCategory": "HUBSPOT_DEFINED",
+                                "associationTypeId": CONTACT_TO_COMPANY,
+                            }
+                        ],
+                    }
+                    for company in dict.fromkeys(companies)
+                ],
+                "objectWriteTraceId": trace,
+            }
+            for trace, props, companies in entries
+        ]
+        traces = [(trace, props.get(id_property, "")) for trace, props, _ in entries]
+        return self._write(otype, "create", id_property, traces, inputs)
+
+    def _write(
+        self,
+        otype: str,
+        mode: str,
+        id_property: str,
+        traces: list[tuple[str, str]],
+        inputs: list[dict[str, Any]],
+    ) -> dict[str, Written]:
+        """POST one batch; `traces` are the (trace id, key value) of `inputs`, in order."""
+        path = self.objects(otype) + "/batch/" + mode
         try:
             response = self.http.request("POST", path, "write", json={"inputs": inputs})
         except LostResponse:
-            return {trace: Written(Outcome.UNKNOWN, reason=LOST) for trace, _, _ in entries}
+            return {trace: Written(Outcome.UNKNOWN, reason=LOST) for trace, _ in traces}
         except RetriesExhausted as exc:
             retry = Written(Outcome.RETRY, reason=str(exc), retry_after=exc.retry_after)
-            return {trace: retry for trace, _, _ in entries}
+            return {trace: retry for trace, _ in traces}
         status = response.status_code
         if status in (200, 207):
-            return self._map_batch(json_body(response), entries, id_property)
+            return self._map_batch(json_body(response), traces, id_property)
         body = json_body(response)
         message = str(body.get("message"))
         if status == 400 and ("PROPERTY_DOESNT_EXIST" in message or "non-unique" in message):
@@ -53,22 +103,25 @@ class BatchWriter:
                 fatal=True,
                 status=status,
             )
+        if status == 409 and mode == "create":
+            clash = Written(Outcome.REJECTED, reason=reason_of(body), conflict=True)
+            return {trace: clash for trace, _ in traces}
         if status in (400, 409):
-            if len(entries) == 1:
-                return {entries[0][0]: Written(Outcome.REJECTED, reason=reason_of(body))}
+            if len(traces) == 1:
+                return {traces[0][0]: Written(Outcome.REJECTED, reason=reason_of(body))}
             # One bad record refuses the whole batch: halve until it stands alone.
-            half = len(entries) // 2
+            half = len(traces) // 2
             return {
-                **self.upsert(otype, id_property, entries[:half]),
-                **self.upsert(otype, id_property, entries[half:]),
+                **self._write(otype, mode, id_property, traces[:half], inputs[:half]),
+                **self._write(otype, mode, id_property, traces[half:], inputs[half:]),
             }
         raise CrmError(f"HubSpot POST {path}: HTTP {status}", status=status)
 
     def _map_batch(
-        self, data: dict[str, Any], entries: list[Entry], id_property: str
+        self, data: dict[str, Any], traces: list[tuple[str, str]], id_property: str
     ) -> dict[str, Written]:
         norm = str.lower if id_property == "email" else str
-        trace_of = {norm(ident): trace for trace, ident, _ in entries}
+        trace_of = {norm(ident): trace for trace, ident in traces}
         out: dict[str, Written] = {}
         for row in data.get("results") or []:
             trace = row.get("objectWriteTraceId")
@@ -81,7 +134,7 @@ class BatchWriter:
             for trace in error_targets(err, trace_of, norm):
                 out.setdefault(trace, Written(outcome, reason=reason_of(err)))
         missing = Written(Outcome.RETRY, reason="HubSpot returned no result for this record")
-        return {trace: out.get(trace, missing) for trace, _, _ in entries}
+        return {trace: out.get(trace, missing) for trace, _ in traces}
 
     def associate(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], Written]:
         """Link contacts to companies with HubSpot's default association (idempotent)."""

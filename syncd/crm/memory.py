@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from syncd.crm.port import CrmError, CrmRecord, Fields, Outcome, Upsert, WriteResult
-from syncd.domain.mapping import Mapping
+from syncd.domain import mapping as fieldmaps
 
 EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -97,7 +97,7 @@ class MemoryCrm:
     @classmethod
     def for_mapping(
         cls,
-        mapping: Mapping,
+        mapping: fieldmaps.Mapping,
         *,
         missing: Iterable[str] = (),
         batch_size: int = 100,
@@ -143,12 +143,22 @@ class MemoryCrm:
             self._creatable, self._creatable_contact = set(), set()
             return done
 
-    def read(self, keys: Sequence[str]) -> dict[str, CrmRecord]:
-        """The records of `keys` that exist."""
+    def read(
+        self, keys: Sequence[str], skip_contacts: Mapping[str, str] | None = None
+    ) -> dict[str, CrmRecord]:
+        """The records of `keys` that exist; those in `skip_contacts` with that record id come
+        without their contact (`contact_read=False`), as the HubSpot adapter leaves them."""
+        skip = skip_contacts or {}
         with self._lock:
             self.calls.append(Call("read", tuple(keys)))
             self._maybe_raise()
-            return {k: _copy(self._records[k]) for k in keys if k in self._records}
+            found = {k: _copy(self._records[k]) for k in keys if k in self._records}
+        return {
+            k: replace(r, contact_id=None, contact={}, contact_read=False)
+            if skip.get(k) == r.crm_id
+            else r
+            for k, r in found.items()
+        }
 
     def upsert(self, items: Sequence[Upsert]) -> list[WriteResult]:
         """Create or update each item by key; one result per item, in order."""

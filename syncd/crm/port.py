@@ -4,6 +4,9 @@ An account is one CRM "company" (HubSpot) or "Account" (Salesforce), keyed by th
 account's contact, linked to it. Every write answers per record: done, retry later, rejected (with
 the CRM's reason), or unknown (the response was lost; settle it by reading back, never by a blind
 create).
+
+`read` and `upsert` may be called at the same time from two threads (the push phase reads the
+next batch while it writes the current one): adapters keep their shared state thread-safe.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ class CrmRecord:
     contact_id: str | None = None
     contact: Fields = field(default_factory=dict)
     modified_at: datetime | None = None
+    contact_read: bool = True
+    """False when `read` was told the contact was not needed and did not read it: then
+    `contact_id` and `contact` say nothing about the CRM's contact."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,13 @@ class Upsert:
     key: str
     fields: Fields
     contact: Fields | None = None
+    crm_id: str | None = None
+    """The account record's CRM id when a read just found it (else None: unknown or absent).
+    With it, an upsert whose `fields` hold only the key leaves the account record unwritten."""
+    contact_id: str | None = None
+    """The CRM id of the contact a read just found linked to this account, when it is the
+    contact being written (same contact key). None means "not known to be linked": the adapter
+    then creates and links it, falling back to upsert and link when it exists after all."""
 
 
 @dataclass(frozen=True)
@@ -83,8 +96,15 @@ class CrmPort(Protocol):
         """Create what syncd needs in the CRM (custom properties) when missing; say what it did."""
         ...
 
-    def read(self, keys: Sequence[str]) -> dict[str, CrmRecord]:
-        """The records for `keys` (TA ids) that exist, in as few calls as the API allows."""
+    def read(
+        self, keys: Sequence[str], skip_contacts: Mapping[str, str] | None = None
+    ) -> dict[str, CrmRecord]:
+        """The records for `keys` (TA ids) that exist, in as few calls as the API allows.
+
+        `skip_contacts` maps TA ids to the account record id the caller linked last time; for
+        those whose record still has that id the caller does not need the contact, and an
+        adapter for which the contact costs calls of its own may leave it unread
+        (`contact_read=False`)."""
         ...
 
     def upsert(self, items: Sequence[Upsert]) -> list[WriteResult]:

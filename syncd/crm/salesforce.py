@@ -1,10 +1,15 @@
 """The Salesforce adapter: Accounts and their Contacts, keyed by the TA id, over the REST API.
 
-- `upsert`: sObject Collections upsert (≤200 records a call, results in request order) of the
-  Accounts by `Connect_Account_Id__c`, then of their Contacts by the same external id, each
-  Contact naming its Account by external id. So 2 write calls per 200 accounts, and a retry
-  never creates a duplicate.
-- `read`: SOQL `WHERE Connect_Account_Id__c IN (…)`, chunked to keep URLs short.
+- `upsert` (`salesforce_writes`): sObject Collections upsert (≤200 records a call, results in
+  request order) of the Accounts by `Connect_Account_Id__c`, then of their Contacts by the same
+  external id, each Contact naming its Account by external id. So 2 write calls per 200
+  accounts, and a retry never creates a duplicate.
+- `read`: one SOQL per chunk of keys (chunked to keep URLs short: 200 TA ids fit in one), the
+  Accounts `WHERE Connect_Account_Id__c IN (…)` with their Contacts in a parent-to-child
+  relationship subquery, `(SELECT … FROM Contacts WHERE Connect_Account_Id__c != null)`: one
+  call per batch instead of an Account query and a Contact query. The account's contact is the
+  child carrying the account's TA id. A Contact re-parented away by a user is then not found,
+  and the next write puts it back under its Account (upsert by external id, never a new one).
 - `changed_since`: SOQL on `SystemModstamp >= …` (indexed, bumped by every write, ours too: the
   getUpdated API and Heroku Connect key on it), following `nextRecordsUrl`.
 
@@ -15,14 +20,14 @@ that they exist with the right flags and says what is missing rather than creati
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import httpx
 
-from syncd.crm.port import CrmError, CrmRecord, Outcome, Upsert, WriteResult
-from syncd.crm.salesforce_http import ApiUsage, RefreshFlow, ResponseLost, SalesforceHttp
+from syncd.crm.port import CrmError, CrmRecord, Upsert, WriteResult
+from syncd.crm.salesforce_http import ApiUsage, RefreshFlow, SalesforceHttp
 from syncd.crm.salesforce_soql import (
     chunk_for_url,
     datetime_literal,
@@ -32,9 +37,9 @@ from syncd.crm.salesforce_soql import (
     in_list,
     parse_datetime,
 )
+from syncd.crm.salesforce_writes import BATCH_SIZE, EXTERNAL_ID, CollectionsWriter
 from syncd.retry import RetryPolicy
 
-EXTERNAL_ID = "Connect_Account_Id__c"
 TAX_ID = "Connect_Tax_Id__c"
 ACCOUNT_FIELDS = (
     "Name",
@@ -47,17 +52,6 @@ ACCOUNT_FIELDS = (
     TAX_ID,
 )
 CONTACT_FIELDS = ("FirstName", "LastName", "Email", "Phone", "AccountId")
-BATCH_SIZE = 200
-# Per-record codes worth another try later; every other code is a permanent rejection.
-RETRYABLE_CODES = frozenset(
-    {
-        "UNABLE_TO_LOCK_ROW",  # record-lock contention (Census advises smaller batches)
-        "SERVER_UNAVAILABLE",
-        "REQUEST_LIMIT_EXCEEDED",
-        "UNKNOWN_EXCEPTION",
-        "ALL_OR_NONE_OPERATION_ROLLED_BACK",
-    }
-)
 
 
 class SalesforceAdapter:
@@ -109,6 +103,7 @@ class SalesforceAdapter:
             timeout=timeout,
             transport=transport,
         )
+        self._writer = CollectionsWriter(self._http)
 
     def __repr__(self) -> str:
         return f"SalesforceAdapter(instance_url={self._http.base_url!r})"
@@ -195,13 +190,18 @@ class SalesforceAdapter:
             body = self._http.send("query", "GET", body["nextRecordsUrl"]).json()
             yield list(body.get("records", []))
 
-    def _select(self, sobject: str) -> str:
+    def _fields(self, sobject: str) -> str:
         fields = self.account_fields if sobject == "Account" else self.contact_fields
-        return f"SELECT {field_list(['Id', EXTERNAL_ID, 'SystemModstamp', *fields])} FROM {sobject}"
+        return field_list(["Id", EXTERNAL_ID, "SystemModstamp", *fields])
 
-    def _by_keys(self, sobject: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    def _select(self, sobject: str) -> str:
+        return f"SELECT {self._fields(sobject)} FROM {sobject}"
+
+    def _by_keys(
+        self, sobject: str, keys: Sequence[str], select: str | None = None
+    ) -> dict[str, dict[str, Any]]:
         """Rows of `sobject` whose external id is in `keys`, in URL-sized chunks."""
-        head = f"{self._select(sobject)} WHERE {EXTERNAL_ID} IN "
+        head = f"{select or self._select(sobject)} WHERE {EXTERNAL_ID} IN "
         fixed = len(self._http.base_url) + len(self._http.api_path("/query?q=")) + 10
         fixed += encoded_length(head + "()")
         rows: dict[str, dict[str, Any]] = {}
@@ -210,13 +210,21 @@ class SalesforceAdapter:
                 rows.update((row[EXTERNAL_ID], row) for row in page if row.get(EXTERNAL_ID))
         return rows
 
-    def read(self, keys: Sequence[str]) -> dict[str, CrmRecord]:
-        """The Accounts (with their Contacts) whose `Connect_Account_Id__c` is in `keys`."""
+    def read(
+        self, keys: Sequence[str], skip_contacts: Mapping[str, str] | None = None
+    ) -> dict[str, CrmRecord]:
+        """The Accounts (with their Contacts) whose `Connect_Account_Id__c` is in `keys`.
+
+        The Contacts come in the same query, so `skip_contacts` saves nothing and is ignored."""
         if not keys:
             return {}
-        accounts = self._by_keys("Account", keys)
-        contacts = self._by_keys("Contact", list(accounts)) if accounts else {}
-        return {key: self._record(row, contacts.get(key)) for key, row in accounts.items()}
+        contacts = f"SELECT {self._fields('Contact')} FROM Contacts WHERE {EXTERNAL_ID} != null"
+        select = f"SELECT {self._fields('Account')}, ({contacts}) FROM Account"
+        accounts = self._by_keys("Account", keys, select)
+        return {
+            key: self._record(row, _own_contact(row.get("Contacts"), key))
+            for key, row in accounts.items()
+        }
 
     def changed_since(self, since: datetime) -> Iterator[CrmRecord]:
         """Accounts whose Account or Contact `SystemModstamp` is at or after `since`.
@@ -265,83 +273,17 @@ class SalesforceAdapter:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def _collections(self, sobject: str, records: list[dict[str, Any]]) -> list[Any]:
-        path = self._http.api_path(f"/composite/sobjects/{sobject}/{EXTERNAL_ID}")
-        body = {"allOrNone": False, "records": records}
-        response = self._http.send("upsert", "PATCH", path, body=body, write=True)
-        try:
-            answers = response.json()
-        except ValueError:
-            answers = None
-        if not isinstance(answers, list) or len(answers) != len(records):
-            # Applied or not, we cannot tell which record got which result.
-            raise ResponseLost(f"{sobject} upsert: unreadable answer")
-        return answers
-
     def upsert(self, items: Sequence[Upsert]) -> list[WriteResult]:
         """Create or update by TA id, 200 per call; one result per item, in order."""
-        results: list[WriteResult | None] = [None] * len(items)
-        for batch in _batches(items):
-            written = self._upsert_batch([item for _, item in batch])
-            for (index, _), result in zip(batch, written, strict=True):
-                results[index] = result
-        return [r for r in results if r is not None]
-
-    def _upsert_batch(self, items: Sequence[Upsert]) -> list[WriteResult]:
-        records = [_account_record(item) for item in items]
-        try:
-            answers = self._collections("Account", records)
-        except ResponseLost:
-            reason = "the answer to the Account upsert was lost; read back to settle"
-            return [WriteResult(item.key, Outcome.UNKNOWN, reason=reason) for item in items]
-        results = [
-            _result(item.key, answer, None) for item, answer in zip(items, answers, strict=True)
-        ]
-        todo = [
-            i
-            for i, (item, r) in enumerate(zip(items, results, strict=True))
-            if item.contact is not None and r.outcome is Outcome.DONE
-        ]
-        if not todo:
-            return results
-        contacts = [_contact_record(items[i]) for i in todo]
-        try:
-            contact_answers: list[Any] = self._collections("Contact", contacts)
-        except ResponseLost:
-            reason = "the answer to the Contact upsert was lost; read back to settle"
-            for i in todo:
-                results[i] = WriteResult(
-                    items[i].key, Outcome.UNKNOWN, results[i].crm_id, reason=reason
-                )
-            return results
-        except CrmError as exc:
-            if exc.fatal:
-                raise
-            # The Accounts are written; their Contacts wait for the next cycle.
-            for i in todo:
-                results[i] = WriteResult(
-                    items[i].key, Outcome.RETRY, results[i].crm_id, reason=f"Contact: {exc}"
-                )
-            return results
-        for i, answer in zip(todo, contact_answers, strict=True):
-            results[i] = _result(items[i].key, answer, results[i].crm_id)
-        return results
+        return self._writer.upsert(items)
 
 
-def _batches(items: Sequence[Upsert]) -> Iterator[list[tuple[int, Upsert]]]:
-    """Items with their positions, ≤200 a batch and each key at most once in a batch:
-    Salesforce refuses both copies of a key repeated in one call (DUPLICATE_EXTERNAL_ID),
-    while in separate calls the later one simply wins."""
-    batch: list[tuple[int, Upsert]] = []
-    keys: set[str] = set()
-    for index, item in enumerate(items):
-        if len(batch) == BATCH_SIZE or item.key in keys:
-            yield batch
-            batch, keys = [], set()
-        batch.append((index, item))
-        keys.add(item.key)
-    if batch:
-        yield batch
+def _own_contact(children: Any, key: str) -> dict[str, Any] | None:
+    """The account's contact among the children of a subquery result: the one with its key."""
+    if not isinstance(children, dict):
+        return None  # Salesforce answers null when an Account has no such child
+    rows = [r for r in children.get("records") or [] if isinstance(r, dict)]
+    return next((r for r in rows if r.get(EXTERNAL_ID) == key), None)
 
 
 def _text(value: Any) -> str | None:
@@ -350,39 +292,3 @@ def _text(value: Any) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def _account_record(item: Upsert) -> dict[str, Any]:
-    fields = {k: v for k, v in item.fields.items() if k != EXTERNAL_ID}
-    return {"attributes": {"type": "Account"}, **fields, EXTERNAL_ID: item.key}
-
-
-def _contact_record(item: Upsert) -> dict[str, Any]:
-    contact = item.contact or {}
-    fields = {k: v for k, v in contact.items() if k not in {EXTERNAL_ID, "AccountId"}}
-    return {
-        "attributes": {"type": "Contact"},
-        **fields,
-        EXTERNAL_ID: item.key,
-        # The parent by external id: no Account Id lookup needed, and no race with its creation.
-        "Account": {EXTERNAL_ID: item.key},
-    }
-
-
-def _result(key: str, answer: Any, account_id: str | None) -> WriteResult:
-    """One Collections result as a WriteResult. `account_id` is set when `answer` is the
-    Contact's (the Account was written already)."""
-    prefix = "" if account_id is None else "Contact: "
-    if not isinstance(answer, dict):
-        return WriteResult(key, Outcome.UNKNOWN, account_id, reason=f"{prefix}no result")
-    if answer.get("success"):
-        if account_id is None:
-            return WriteResult(key, Outcome.DONE, answer.get("id"))
-        return WriteResult(key, Outcome.DONE, account_id, contact_id=answer.get("id"))
-    errors = [e for e in answer.get("errors") or [] if isinstance(e, dict)]
-    codes = {str(e.get("statusCode", "")) for e in errors}
-    reason = prefix + "; ".join(
-        f"{e.get('statusCode', 'ERROR')}: {e.get('message', '')}" for e in errors
-    )
-    outcome = Outcome.RETRY if codes & RETRYABLE_CODES else Outcome.REJECTED
-    return WriteResult(key, outcome, account_id, reason=reason or f"{prefix}rejected")

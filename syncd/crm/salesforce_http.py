@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,6 +134,13 @@ class SalesforceHttp:
         """Requests by `"<kind> <status>"` (or the transport error's name instead of a status)."""
         self.quota: ApiUsage | None = None
         self.refreshes = 0
+        # A read and a write may run at once (push prefetch): counters and the token refresh
+        # are guarded, and a 401 refreshes only a token nobody refreshed meanwhile.
+        self._lock = threading.Lock()
+
+    def _count(self, key: str) -> None:
+        with self._lock:
+            self.stats[key] += 1
 
     def __repr__(self) -> str:
         return f"SalesforceHttp(base_url={str(self._client.base_url)!r})"
@@ -161,13 +169,14 @@ class SalesforceHttp:
         state = self._retry.start()
         refreshed = False
         while True:
-            headers = {"Authorization": f"Bearer {self._token}"}
+            token = self._token
+            headers = {"Authorization": f"Bearer {token}"}
             try:
                 response = self._client.request(
                     method, url, params=params, json=body, headers=headers
                 )
             except httpx.TransportError as exc:
-                self.stats[f"{kind} {type(exc).__name__}"] += 1
+                self._count(f"{kind} {type(exc).__name__}")
                 if write and not isinstance(exc, _NOT_SENT):
                     raise ResponseLost(f"{kind}: {type(exc).__name__}") from None
                 if self._again(state, kind, type(exc).__name__, None):
@@ -175,7 +184,7 @@ class SalesforceHttp:
                 raise CrmError(
                     f"Salesforce {kind}: {type(exc).__name__} after {state.attempt} tries"
                 ) from None
-            self.stats[f"{kind} {response.status_code}"] += 1
+            self._count(f"{kind} {response.status_code}")
             self.quota = parse_limit_info(response.headers.get("Sforce-Limit-Info")) or self.quota
             status = response.status_code
             if 200 <= status < 300:
@@ -184,7 +193,9 @@ class SalesforceHttp:
             if status == 401:
                 if self._refresh is not None and not refreshed:
                     refreshed = True
-                    self._refresh_token()
+                    with self._lock:
+                        if self._token == token:  # else the other thread just refreshed it
+                            self._refresh_token()
                     continue
                 raise CrmError(self._auth_message(refreshed), fatal=True, status=401)
             if status == 403 and error.code == "REQUEST_LIMIT_EXCEEDED":
@@ -242,9 +253,9 @@ class SalesforceHttp:
         try:
             response = self._client.post(flow.token_url, data=form)
         except httpx.TransportError as exc:
-            self.stats[f"token {type(exc).__name__}"] += 1
+            self.stats[f"token {type(exc).__name__}"] += 1  # under self._lock
             raise CrmError(f"Salesforce token refresh failed: {type(exc).__name__}") from None
-        self.stats[f"token {response.status_code}"] += 1
+        self.stats[f"token {response.status_code}"] += 1  # under self._lock
         body: Any = None
         with contextlib.suppress(ValueError):
             body = response.json()

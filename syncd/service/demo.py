@@ -110,7 +110,9 @@ def _cycles(
 
 def _line(number: int, result: CycleResult, engine: Engine, calls: int) -> str:
     pulled: dict[str, Any] = result.counts["pull"]
+    flags: dict[str, Any] = result.counts.get("flags", {})
     pushed: dict[str, Any] = result.counts.get("push", {})
+    written_back: dict[str, Any] = result.counts.get("writeback", {})
     with engine.connect() as conn:
         pending = conn.execute(
             select(func.count())
@@ -122,6 +124,8 @@ def _line(number: int, result: CycleResult, engine: Engine, calls: int) -> str:
         f"cycle {number}: {result.outcome}; pulled {pulled['requests_written']} TARs and "
         f"{pulled['accounts_written']} accounts ({calls} Connect calls); CRM "
         f"{pushed.get('created', 0)} created, {pushed.get('updated', 0)} updated, "
-        f"{pushed.get('rejected', 0)} rejected; {linked} accounts linked, {pending} TARs pending"
+        f"{pushed.get('rejected', 0)} rejected; TARs {written_back.get('accepted', 0)} accepted, "
+        f"{written_back.get('ignored', 0)} ignored, {pending} pending; sync off for "
+        f"{flags.get('disabled', 0)} accounts (skipped), {linked} accounts in the CRM"
         + (f"; error: {result.error}" if result.error else "")
     )

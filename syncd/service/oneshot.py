@@ -44,9 +44,11 @@ def run_once(
                 kind=kind,
                 trigger="manual",
                 reconcile=reconcile,
-                crm=crm if settings.sync_default == "on" else None,
+                crm=crm,
                 mapping=fields,
                 push=PushOptions(selection=selection, dry_run=dry_run),
+                sync_default=settings.sync_default == "on",
+                disabled_tar_policy=settings.disabled_tar_policy,
             )
         if dry_run and result.push is not None:
             print_plan(result.push.report, as_json)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from syncd.sim.base import Request, Response, SimServer
+from syncd.sim.hubspot_checks import check_inline_associations
 from syncd.sim.hubspot_limits import RateLimiter, RateLimits
 from syncd.sim.hubspot_objects import HubSpotObjects
 from syncd.sim.hubspot_shapes import (
@@ -188,6 +189,11 @@ class HubSpotSim(HubSpotObjects):
             entry["subCategory"] = {"code": "crm.associations.NO_ASSOCIATIONS_FOUND"}
             errors.append(entry)
         return batch_response(results, errors, now)
+
+    def check_associations(self, store: ObjectStore, inputs: list[JsonDict]) -> Response | None:
+        other = "companies" if store.object_type == "contacts" else "contacts"
+        defined = self.associations.defined_types(store.object_type, other)
+        return check_inline_associations(inputs, store.object_type, other, defined)
 
     def associate_inputs(
         self, store: ObjectStore, obj: SimObject, specs: list[Any], now: int

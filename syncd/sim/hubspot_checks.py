@@ -123,3 +123,35 @@ def conflict_error(store: ObjectStore, prop: str, value: str, holder: int) -> Re
         name = OBJECT_NAMES[store.object_type]
         message = f"A {name} with {prop}={value} already exists. Existing ID: {holder}"
     return error(409, message, "CONFLICT")
+
+
+_CATEGORIES = frozenset({"HUBSPOT_DEFINED", "USER_DEFINED", "INTEGRATOR_DEFINED"})
+
+
+def check_inline_associations(
+    inputs: list[JsonDict], from_type: str, to_type: str, defined: tuple[int, ...]
+) -> Response | None:
+    """A 400 when a create input's inline association is malformed: each needs `to.id` and
+    `types` (PublicAssociationsForObject), and a HUBSPOT_DEFINED type id must be one defined from
+    `from_type` to `to_type` (`defined`)."""
+    for item in inputs:
+        specs = item.get("associations") or []
+        if not isinstance(specs, list):
+            return error(400, "`associations` must be a list", "VALIDATION_ERROR")
+        for spec in specs:
+            types = spec.get("types") if isinstance(spec, dict) else None
+            target = (spec.get("to") or {}).get("id") if isinstance(spec, dict) else None
+            if not target or not isinstance(types, list) or not types:
+                message = "Each association needs `to.id` and at least one of `types`"
+                return error(400, message, "VALIDATION_ERROR")
+            for kind in types:
+                category = kind.get("associationCategory") if isinstance(kind, dict) else None
+                type_id = kind.get("associationTypeId") if isinstance(kind, dict) else None
+                if category not in _CATEGORIES or not isinstance(type_id, int):
+                    return error(400, f"Invalid association type {kind}", "VALIDATION_ERROR")
+                if category == "HUBSPOT_DEFINED" and type_id not in defined:
+                    message = (
+                        f"{type_id} is not a valid association type from {from_type} to {to_type}"
+                    )
+                    return error(400, message, "VALIDATION_ERROR")
+    return None

@@ -147,6 +147,8 @@ class HubSpotObjects(SimApp):
             return inputs
         now = self.now_ms()
         refusal = check_ids(store, inputs, mode)
+        if refusal is None and mode == "create":
+            refusal = self.check_associations(store, inputs)
         if refusal is not None:
             return refusal
         plans: list[tuple[JsonDict, SimObject | None, dict[str, str]]] = []
@@ -180,7 +182,8 @@ class HubSpotObjects(SimApp):
             obj = target or store.create(values, now)
             if target is not None:
                 store.update(target, values, now)
-            self.associate_inputs(store, obj, item.get("associations") or [], now)
+            if mode == "create":  # only the create input has `associations` (v3 spec)
+                self.associate_inputs(store, obj, item.get("associations") or [], now)
             result = self.render(store, obj, None)
             if mode == "upsert":
                 result["new"] = target is None
@@ -189,10 +192,14 @@ class HubSpotObjects(SimApp):
             results.append(result)
         return batch_response(results, errors, now)
 
+    def check_associations(self, store: ObjectStore, inputs: list[JsonDict]) -> Response | None:
+        """A 400 when an inline association of a create input is malformed; `HubSpotSim`."""
+        return None
+
     def associate_inputs(
         self, store: ObjectStore, obj: SimObject, specs: list[Any], now: int
     ) -> None:
-        """Associations given inline with a batch input (`to.id`); `HubSpotSim` links them."""
+        """Associations given inline with a batch create input; `HubSpotSim` links them."""
 
     def _batch_archive(self, request: Request, otype: str) -> Response:
         store, inputs = self.store(otype), read_inputs(request)

@@ -311,6 +311,14 @@ class Associations:
     def contacts_of(self, company_id: int) -> list[int]:
         return list(self._contacts.get(company_id, []))
 
+    def defined_types(self, from_type: str, to_type: str) -> tuple[int, ...]:
+        """The HubSpot-defined type ids from one object type to the other (primary first)."""
+        if (from_type, to_type) == ("contacts", "companies"):
+            return (self.CONTACT_TO_COMPANY_PRIMARY, self.CONTACT_TO_COMPANY)
+        if (from_type, to_type) == ("companies", "contacts"):
+            return (self.COMPANY_TO_CONTACT_PRIMARY, self.COMPANY_TO_CONTACT)
+        return ()
+
     def type_ids(self, contact_id: int, company_id: int, from_contact: bool) -> list[int]:
         primary = self._companies.get(contact_id, [None])[0] == company_id
         if from_contact:

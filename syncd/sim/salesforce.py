@@ -23,14 +23,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 from syncd.sim.base import Request, Response, SimApp, SimServer
 from syncd.sim.salesforce_data import Org, Row
 from syncd.sim.salesforce_query import QueryRunner, project, sobject_name
-from syncd.sim.salesforce_schema import FieldSpec, describe
+from syncd.sim.salesforce_schema import FieldSpec, child_relationships, describe
 from syncd.sim.salesforce_soql import SoqlError
-from syncd.sim.salesforce_upsert import RequestError, upsert_collection
+from syncd.sim.salesforce_upsert import RequestError, upsert_by_path, upsert_collection
 
 API = r"/services/data/v(?P<version>\d+\.\d+)"
 DEFAULT_TOKEN = "sim-salesforce-token"  # noqa: S105 - the simulator's documented default
@@ -94,6 +94,11 @@ class SalesforceSim(SimApp):
         self.route("GET", API + r"/sobjects/(?P<sobject>\w+)/(?P<rid>\w+)", self._get)
         self.route(
             "PATCH", API + r"/composite/sobjects/(?P<sobject>\w+)/(?P<field>\w+)", self._upsert
+        )
+        self.route(
+            "PATCH",
+            API + r"/sobjects/(?P<sobject>\w+)/(?P<field>\w+)/(?P<value>[^/]+)",
+            self._upsert_one,
         )
 
     # -- framework hooks ---------------------------------------------------------------------
@@ -245,7 +250,8 @@ class SalesforceSim(SimApp):
         name = sobject_name(self.org, sobject)
         if name is None:
             return self.not_found(request)
-        return Response(200, describe(name, self.org.schemas[name]))
+        children = child_relationships(self.org.schemas, name)
+        return Response(200, describe(name, self.org.schemas[name], children))
 
     def _get(self, request: Request, version: str, sobject: str, rid: str) -> Response:
         name = sobject_name(self.org, sobject)
@@ -266,6 +272,22 @@ class SalesforceSim(SimApp):
             return Response(200, upsert_collection(self.org, name, field, body))
         except RequestError as exc:
             return sf_error(exc.status, exc.code, exc.message)
+
+    def _upsert_one(
+        self, request: Request, version: str, sobject: str, field: str, value: str
+    ) -> Response:
+        name = sobject_name(self.org, sobject)
+        if name is None:
+            return self.not_found(request)
+        try:
+            status, answer = upsert_by_path(
+                self.org, name, field, unquote(value), request.json(), version
+            )
+        except ValueError:
+            return sf_error(400, "JSON_PARSER_ERROR", "The request body is not valid JSON")
+        except RequestError as exc:
+            return sf_error(exc.status, exc.code, exc.message)
+        return Response(status, answer)
 
     # -- test hooks --------------------------------------------------------------------------
 

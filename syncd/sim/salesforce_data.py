@@ -47,6 +47,8 @@ class Org:
         self._pending: list[tuple[float, int, str, str, Row]] = []
         self._seq = itertools.count(1)
         self._index: dict[tuple[str, str], dict[Any, set[str]]] = {}
+        self._indexed_fields: dict[str, list[str]] = {}
+        self._required: dict[str, list[str]] = {}
         self.locks: dict[tuple[str, str], int] = defaultdict(int)
         self._reindex()
 
@@ -60,10 +62,23 @@ class Org:
         self.schemas[sobject].pop(name, None)
         self._reindex()
 
+    def indexed(self, sobject: str) -> list[str]:
+        """Fields with an index: unique ones, external ids and lookups (as in Salesforce)."""
+        return self._indexed(sobject)
+
     def _indexed(self, sobject: str) -> list[str]:
-        return [n for n, f in self.schemas[sobject].items() if f.unique or f.external_id]
+        return self._indexed_fields[sobject]
 
     def _reindex(self) -> None:
+        """Rebuild the indexes, and what is derived from the schemas, after a schema change."""
+        self._indexed_fields = {
+            sobject: [n for n, f in fields.items() if f.unique or f.external_id or f.reference_to]
+            for sobject, fields in self.schemas.items()
+        }
+        self._required = {
+            sobject: [n for n, f in fields.items() if f.required]
+            for sobject, fields in self.schemas.items()
+        }
         self._index = {}
         for sobject, rows in self.records.items():
             for name in self._indexed(sobject):
@@ -84,11 +99,15 @@ class Org:
 
     def visible_rows(self, sobject: str) -> list[Row]:
         """What a query sees now: every write older than the visibility delay."""
+        return list(self.visible_by_id(sobject).values())
+
+    def visible_by_id(self, sobject: str) -> dict[str, Row]:
+        """What a query sees now, by record id (a read-only view: do not change it)."""
         now = self.clock()
         while self._pending and self._pending[0][0] <= now:
             _, _, kind, rid, snapshot = heapq.heappop(self._pending)
             self._visible[kind][rid] = snapshot
-        return list(self._visible[sobject].values())
+        return self._visible[sobject]
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -154,9 +173,7 @@ class Org:
             )
         current = self.records[sobject].get(rid) if rid else None
         missing = []
-        for name, spec in schema.items():
-            if not spec.required:
-                continue
+        for name in self._required[sobject]:
             # A create must set it; an update may leave it out but not blank it.
             if values.get(name) in (None, "") and (name in values or current is None):
                 missing.append(name)
@@ -178,8 +195,11 @@ class Org:
         if value is None:
             return []
         text = str(value)
-        refused = not _EMAIL.match(text) or text.lower() in self.refused_emails
-        if spec.type == "email" and self.validate_email and refused:
+        if (
+            spec.type == "email"
+            and self.validate_email
+            and (not _EMAIL.match(text) or text.lower() in self.refused_emails)
+        ):
             return [
                 error(
                     "INVALID_EMAIL_ADDRESS",

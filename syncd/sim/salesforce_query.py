@@ -10,11 +10,21 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from syncd.sim.salesforce_data import Org, Row
-from syncd.sim.salesforce_soql import Query, SoqlError, comparisons, matches, parse, rename
+from syncd.sim.salesforce_schema import child_relationships
+from syncd.sim.salesforce_soql import (
+    Comparison,
+    Query,
+    SoqlError,
+    comparisons,
+    matches,
+    parse,
+    rename,
+)
 from syncd.sim.salesforce_soql import sort_rows as soql_sort
 
 MAX_OPEN_CURSORS = 10
@@ -41,11 +51,29 @@ def sobject_name(org: Org, name: str) -> str | None:
 
 
 def compile_query(org: Org, text: str) -> Query:
-    """Parse `text` and check it against the org: object, fields, literal types."""
+    """Parse `text` and check it against the org: object, fields, literal types, and the child
+    relationships its subqueries name."""
     query = parse(text)
     sobject = sobject_name(org, query.sobject)
     if sobject is None:
         raise SoqlError("INVALID_TYPE", f"sObject type '{query.sobject}' is not supported.")
+    children = {name.lower(): name for name in child_relationships(org.schemas, sobject)}
+    subqueries = []
+    for sub in query.subqueries:
+        name = children.get(sub.sobject.lower())
+        if name is None:
+            raise SoqlError(
+                "INVALID_TYPE",
+                f"Didn't understand relationship '{sub.sobject}' in FROM part of query call.",
+            )
+        child = child_relationships(org.schemas, sobject)[name][0]
+        compiled = _checked(org, sub, child)
+        subqueries.append(replace(compiled, relationship=name))
+    return replace(_checked(org, query, sobject), subqueries=tuple(subqueries))
+
+
+def _checked(org: Org, query: Query, sobject: str) -> Query:
+    """`query` over `sobject` with canonical field names, its literals checked."""
     schema = org.schemas[sobject]
     by_lower = {name.lower(): name for name in schema}
 
@@ -67,7 +95,7 @@ def compile_query(org: Org, text: str) -> Query:
                     f"value of filter criterion for field '{cond.field}' must be of type "
                     f"{kind} be enclosed in quotes",
                 )
-    return Query(query.fields, sobject, query.where, query.order_by, query.limit)
+    return replace(query, sobject=sobject)
 
 
 class QueryRunner:
@@ -85,13 +113,68 @@ class QueryRunner:
         """The first page of `text`'s results; SoqlError if Salesforce would refuse it."""
         query = compile_query(self.org, text)
         self.log.append(text)
-        rows = [r for r in self.org.visible_rows(query.sobject) if matches(query.where, r)]
-        rows = soql_sort(rows, query.order_by)[: query.limit]
+        rows = self._rows(query)
         records = [project(query.sobject, query.fields, row, version) for row in rows]
+        for sub in query.subqueries:
+            self._add_children(query.sobject, sub, rows, records, version)
         size = self.page_size
         if batch_hint and batch_hint.startswith("batchSize=") and batch_hint[10:].isdigit():
             size = min(size, max(200, min(2000, int(batch_hint[10:]))))
         return self._page(records, version, size, None, 0)
+
+    def _rows(self, query: Query) -> list[Row]:
+        """The visible rows matching the query, sorted and limited. `Field IN (...)` on an
+        indexed field (external id, unique) is looked up in the index, as Salesforce does."""
+        where = query.where
+        if isinstance(where, Comparison) and where.op in {"=", "IN"}:
+            values = where.value if isinstance(where.value, tuple) else (where.value,)
+            # The index holds current values, queries see snapshots: only without a delay.
+            usable = self.org.visibility_delay <= 0 and None not in values
+            if usable and where.field in self.org.indexed(query.sobject):
+                found = {r for v in values for r in self.org.find(query.sobject, where.field, v)}
+                visible = self.org.visible_by_id(query.sobject)
+                candidates = [visible[rid] for rid in sorted(found) if rid in visible]
+                rows = [r for r in candidates if matches(where, r)]
+                return soql_sort(rows, query.order_by)[: query.limit]
+        candidates = self.org.visible_rows(query.sobject)
+        rows = [r for r in candidates if matches(where, r)]
+        return soql_sort(rows, query.order_by)[: query.limit]
+
+    def _add_children(
+        self,
+        parent: str,
+        sub: Query,
+        rows: list[Row],
+        records: list[dict[str, Any]],
+        version: str,
+    ) -> None:
+        """Each parent record gets its children under the relationship's name: null when
+        there are none, else a query result of its own (`totalSize`, `done`, `records`)."""
+        assert sub.relationship is not None
+        child, lookup = child_relationships(self.org.schemas, parent)[sub.relationship]
+        by_parent: dict[str, list[Row]] = {}
+        if self.org.visibility_delay <= 0:  # the lookup's index holds what queries see
+            visible = self.org.visible_by_id(child)
+            for row in rows:
+                ids = self.org.find(child, lookup, row["Id"])
+                found = [visible[k] for k in ids if k in visible]
+                by_parent[row["Id"]] = [k for k in found if matches(sub.where, k)]
+        else:
+            wanted = {row["Id"] for row in rows}
+            for row in self.org.visible_rows(child):
+                if row.get(lookup) in wanted and matches(sub.where, row):
+                    by_parent.setdefault(row[lookup], []).append(row)
+        for row, record in zip(rows, records, strict=True):
+            kids = soql_sort(by_parent.get(row["Id"], []), sub.order_by)[: sub.limit]
+            record[sub.relationship] = (
+                {
+                    "totalSize": len(kids),
+                    "done": True,
+                    "records": [project(child, sub.fields, kid, version) for kid in kids],
+                }
+                if kids
+                else None
+            )
 
     def more(self, locator: str, version: str) -> dict[str, Any]:
         """The page a `nextRecordsUrl` points at."""

@@ -31,6 +31,9 @@ class FieldSpec:
     custom: bool = False
     reference_to: str | None = None
     relationship_name: str | None = None
+    child_relationship: str | None = None
+    """The lookup's name seen from the parent (`Contacts` for Contact.AccountId), used in a
+    parent-to-child subquery."""
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -85,7 +88,12 @@ def default_schemas() -> dict[str, dict[str, FieldSpec]]:
         FieldSpec("Email", "email", 80),
         FieldSpec("Phone", "phone", 40),
         FieldSpec(
-            "AccountId", "reference", 18, reference_to="Account", relationship_name="Account"
+            "AccountId",
+            "reference",
+            18,
+            reference_to="Account",
+            relationship_name="Account",
+            child_relationship="Contacts",
         ),
         FieldSpec(EXTERNAL_ID, external_id=True, unique=True, custom=True),
     ]
@@ -106,7 +114,21 @@ def record_id(sobject: str, number: int) -> str:
     return base + suffix
 
 
-def describe(sobject: str, fields: dict[str, FieldSpec]) -> dict[str, Any]:
+def child_relationships(
+    schemas: dict[str, dict[str, FieldSpec]], parent: str
+) -> dict[str, tuple[str, str]]:
+    """`parent`'s child relationships: name -> (child object, lookup field on the child)."""
+    return {
+        spec.child_relationship: (child, spec.name)
+        for child, fields in schemas.items()
+        for spec in fields.values()
+        if spec.reference_to == parent and spec.child_relationship
+    }
+
+
+def describe(
+    sobject: str, fields: dict[str, FieldSpec], children: dict[str, tuple[str, str]] | None = None
+) -> dict[str, Any]:
     """The body of `GET /sobjects/{type}/describe` (the parts a client reads)."""
     return {
         "name": sobject,
@@ -117,5 +139,10 @@ def describe(sobject: str, fields: dict[str, FieldSpec]) -> dict[str, Any]:
         "updateable": True,
         "queryable": True,
         "fields": [spec.describe() for spec in fields.values()],
+        "childRelationships": [
+            {"childSObject": child, "field": field, "relationshipName": name}
+            | {"cascadeDelete": False}
+            for name, (child, field) in (children or {}).items()
+        ],
         "urls": {"describe": f"/services/data/v62.0/sobjects/{sobject}/describe"},
     }

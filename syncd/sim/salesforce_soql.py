@@ -5,6 +5,11 @@ Supported: `SELECT f, … FROM Object [WHERE cond] [ORDER BY f [ASC|DESC] [NULLS
 AND, OR, NOT and parentheses. Literals are quoted strings (with SOQL's backslash escapes), unquoted
 datetimes (`2025-01-01T00:00:00Z`), numbers, `null`, `true` and `false`.
 
+The select list may hold parent-to-child relationship subqueries, one level deep, as in
+`SELECT Id, (SELECT Id, LastName FROM Contacts WHERE Email != null) FROM Account`: the subquery
+names a child relationship (not an object) and takes WHERE, ORDER BY and LIMIT (SOQL reference,
+"Relationship Queries"). A subquery inside a subquery is refused, as Salesforce refuses it.
+
 Strictness matters more than breadth: the simulator must refuse what Salesforce refuses (an unknown
 escape, an unterminated string), so that a query built by string pasting fails loudly in tests.
 Escapes: SOQL reference, "Quoted String Escape Sequences".
@@ -59,9 +64,14 @@ class OrderKey:
 class Query:
     fields: tuple[str, ...]
     sobject: str
+    """The object queried; in a subquery, the child relationship's name until compiled."""
     where: Condition | None = None
     order_by: tuple[OrderKey, ...] = ()
     limit: int | None = None
+    subqueries: tuple[Query, ...] = ()
+    """Child relationship subqueries of the select list, in order."""
+    relationship: str | None = None
+    """In a compiled subquery: the child relationship's name (`sobject` is then the child)."""
 
 
 _TOKEN = re.compile(
@@ -144,11 +154,27 @@ class _Parser:
         return got
 
     def query(self) -> Query:
+        query = self.select(nested=False)
+        if self.peek()[0] != "end":
+            raise SoqlError("MALFORMED_QUERY", f"unexpected {self.peek()[1]!r} after the query")
+        return query
+
+    def select(self, nested: bool) -> Query:
         self.expect_keyword("SELECT")
-        fields = [self.take("ident")]
-        while self.peek() == ("punct", ","):
+        fields: list[str] = []
+        subqueries: list[Query] = []
+        while True:
+            if self.peek() == ("punct", "(") and self.peek(1)[1].upper() == "SELECT":
+                if nested:
+                    raise SoqlError("MALFORMED_QUERY", "a subquery cannot hold another subquery")
+                self.pos += 1
+                subqueries.append(self.select(nested=True))
+                self.take("punct", ")")
+            else:
+                fields.append(self.take("ident"))
+            if self.peek() != ("punct", ","):
+                break
             self.pos += 1
-            fields.append(self.take("ident"))
         self.expect_keyword("FROM")
         sobject = self.take("ident")
         where = self.disjunction() if self.keyword("WHERE") else None
@@ -159,9 +185,7 @@ class _Parser:
                 self.pos += 1
                 order.append(self.order_key())
         limit = int(self.take("number")) if self.keyword("LIMIT") else None
-        if self.peek()[0] != "end":
-            raise SoqlError("MALFORMED_QUERY", f"unexpected {self.peek()[1]!r} after the query")
-        return Query(tuple(fields), sobject, where, tuple(order), limit)
+        return Query(tuple(fields), sobject, where, tuple(order), limit, tuple(subqueries))
 
     def order_key(self) -> OrderKey:
         field = self.take("ident")
@@ -298,4 +322,5 @@ def rename(query: Query, resolve: Callable[[str], str]) -> Query:
         walk(query.where) if query.where is not None else None,
         tuple(OrderKey(resolve(k.field), k.descending, k.nulls_last) for k in query.order_by),
         query.limit,
+        query.subqueries,
     )

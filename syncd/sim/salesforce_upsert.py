@@ -6,6 +6,11 @@ request (too many records, unknown field, wrong type) is refused whole with 400;
 answered per record with `{"id", "success", "errors", "created"}` (Salesforce REST guide,
 "Upsert Records Using sObject Collections"). A lookup may name its parent by external id
 (`"Account": {"Connect_Account_Id__c": "TA-1"}`), which sets `AccountId`.
+
+`upsert_by_path` is the one-record form, `PATCH /sobjects/{type}/{externalIdField}/{value}`
+("Insert or Update (Upsert) a Record Using an External ID"): 201 when it created the record, 200
+when it updated it (API 46.0 and later; older versions answered 204), 300 when the value matches
+several records, 400 with the error array when the record is refused.
 """
 
 from __future__ import annotations
@@ -49,7 +54,8 @@ def upsert_collection(org: Org, sobject: str, ext_field: str, body: Any) -> list
         raise RequestError(
             400, "INVALID_FIELD", f"Field {ext_field} is not an External ID field of {sobject}"
         )
-    parsed = [_parse(org, sobject, record) for record in records]
+    names = _Names(org, sobject)
+    parsed = [_parse(names, sobject, record) for record in records]
     seen = Counter(values.get(ext_field) for values, _ in parsed)
     undo: list[tuple[str, Row | None]] = []
     results = [_upsert_one(org, sobject, ext_field, v, r, seen, undo) for v, r in parsed]
@@ -65,7 +71,21 @@ def upsert_collection(org: Org, sobject: str, ext_field: str, body: Any) -> list
     return results
 
 
-def _parse(org: Org, sobject: str, record: Any) -> tuple[dict[str, Any], dict[str, Ref]]:
+class _Names:
+    """An object's field names and lookups by relationship name, case-insensitively (SOQL and
+    REST names are), worked out once per request."""
+
+    def __init__(self, org: Org, sobject: str) -> None:
+        schema = org.schemas[sobject]
+        self.by_lower = {name.lower(): name for name in schema}
+        self.relationships = {
+            spec.relationship_name.lower(): spec
+            for spec in schema.values()
+            if spec.relationship_name and spec.reference_to
+        }
+
+
+def _parse(names: _Names, sobject: str, record: Any) -> tuple[dict[str, Any], dict[str, Ref]]:
     if not isinstance(record, dict):
         raise RequestError(400, "JSON_PARSER_ERROR", "Each record must be a JSON object")
     attributes = record.get("attributes")
@@ -73,13 +93,7 @@ def _parse(org: Org, sobject: str, record: Any) -> tuple[dict[str, Any], dict[st
         raise RequestError(
             400, "INVALID_TYPE", f"Each record needs attributes with type {sobject!r}"
         )
-    schema = org.schemas[sobject]
-    by_lower = {name.lower(): name for name in schema}
-    relationships = {
-        spec.relationship_name.lower(): spec
-        for spec in schema.values()
-        if spec.relationship_name and spec.reference_to
-    }
+    by_lower, relationships = names.by_lower, names.relationships
     values: dict[str, Any] = {}
     refs: dict[str, Ref] = {}
     for key, value in record.items():
@@ -152,3 +166,27 @@ def _upsert_one(
     rid, created = org.write(sobject, rid, values)
     undo.append((rid, before))
     return {"id": rid, "success": True, "errors": [], "created": created}
+
+
+def upsert_by_path(
+    org: Org, sobject: str, ext_field: str, value: str, body: Any, version: str = "62.0"
+) -> tuple[int, Any]:
+    """Apply one single-record upsert; (HTTP status, answer body)."""
+    if not isinstance(body, dict):
+        raise RequestError(400, "JSON_PARSER_ERROR", "Expected a JSON object of fields")
+    spec = org.schemas[sobject].get(ext_field)
+    matches = org.find(sobject, ext_field, value) if spec is not None else []
+    if len(matches) > 1:
+        # Nothing is written; the answer lists the records the value matches.
+        return 300, [f"/services/data/v{version}/sobjects/{sobject}/{rid}" for rid in matches]
+    # The value in the URL is the one written, whatever the body says.
+    fields = {k: v for k, v in body.items() if k.lower() != ext_field.lower()}
+    record = {**fields, "attributes": {"type": sobject}, ext_field: value}
+    answer = upsert_collection(org, sobject, ext_field, {"allOrNone": True, "records": [record]})
+    if not answer[0]["success"]:
+        errors = answer[0]["errors"]
+        return 400, [
+            {"message": e["message"], "errorCode": e["statusCode"], "fields": e["fields"]}
+            for e in errors
+        ]
+    return (201 if answer[0]["created"] else 200), answer[0]

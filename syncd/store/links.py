@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, and_, func, or_, select
+from sqlalchemy import Connection, Engine, Select, TextClause, and_, func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Dialect
 
 from syncd.store.schema import crm_conflicts, crm_links, tier_accounts
 
@@ -24,6 +27,10 @@ class Candidate:
     synced_fields: dict[str, str | None] | None
     synced_contact: dict[str, str | None] | None
     attempts: int
+    crm_id: str | None = None
+    """The account's CRM record id as the link holds it (None before the first sync)."""
+    contact_id: str | None = None
+    """The contact's CRM id as the link holds it."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,9 @@ class Selection:
     since: datetime | None = None
     """Only accounts Connect changed at or after this moment (`resync --since`)."""
     ignore_backoff: bool = False
+    only_enabled: bool = False
+    """Only accounts whose sync is on (`tier_accounts.sync_enabled`): set by the cycle once the
+    flags are decided. Flag off means zero writes."""
 
 
 def _candidates(selection: Selection, now: datetime) -> Select[Any]:
@@ -49,6 +59,8 @@ def _candidates(selection: Selection, now: datetime) -> Select[Any]:
         link.c.synced_fields,
         link.c.synced_contact,
         link.c.attempts,
+        link.c.crm_id,
+        link.c.contact_id,
     ).select_from(tier_accounts.outerjoin(link, link.c.account_id == tier_accounts.c.id))
     if not selection.full:
         query = query.where(
@@ -56,6 +68,8 @@ def _candidates(selection: Selection, now: datetime) -> Select[Any]:
         )
     if not selection.ignore_backoff:
         query = query.where(or_(link.c.next_attempt_at.is_(None), link.c.next_attempt_at <= now))
+    if selection.only_enabled:
+        query = query.where(tier_accounts.c.sync_enabled.is_(True))
     if selection.accounts:
         query = query.where(tier_accounts.c.id.in_(selection.accounts))
     if selection.since is not None:
@@ -86,6 +100,8 @@ def iter_candidates(
                 row.synced_fields if row.synced_version is not None else None,
                 row.synced_contact if row.synced_version is not None else None,
                 row.attempts or 0,
+                row.crm_id,
+                row.contact_id,
             )
             for row in rows
         ]
@@ -99,22 +115,39 @@ def count_candidates(engine: Engine, selection: Selection, now: datetime) -> int
 
 
 def save_links(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Upsert link rows; each dict holds `account_id` and the columns to set."""
+    """Upsert link rows; each dict holds `account_id` and the columns to set.
+
+    Rows setting the same columns go in one statement with one parameter, a JSON array read by
+    `jsonb_to_recordset`: a batch of 200 links costs one statement and one JSON encoding, where
+    an executemany binds and sends 200 statements (about three times slower, most of it spent
+    binding JSONB parameters in Python). An account given twice keeps its last row, as one
+    statement cannot update a row twice."""
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows:
+    for row in {row["account_id"]: row for row in rows}.values():
         by_columns.setdefault(tuple(sorted(row)), []).append(row)
     for columns, group in by_columns.items():
-        statement = insert(crm_links)
-        conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=[crm_links.c.account_id],
-                set_={
-                    **{c: statement.excluded[c] for c in columns if c != "account_id"},
-                    "updated_at": func.now(),
-                },
-            ),
-            group,
-        )
+        payload = json.dumps(group, default=_json_default, separators=(",", ":"))
+        conn.execute(_upsert_links(columns, conn.dialect), {"rows": payload})
+
+
+@functools.lru_cache(maxsize=32)
+def _upsert_links(columns: tuple[str, ...], dialect: Dialect) -> TextClause:
+    """`INSERT … SELECT … FROM jsonb_to_recordset(:rows) … ON CONFLICT DO UPDATE` for these
+    columns (names and types from the table definition, never from data)."""
+    types = ", ".join(f"{c} {crm_links.c[c].type.compile(dialect=dialect)}" for c in columns)
+    names = ", ".join(columns)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != "account_id")
+    return text(
+        f"INSERT INTO {crm_links.name} ({names}) "
+        f"SELECT {names} FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({types}) "
+        f"ON CONFLICT (account_id) DO UPDATE SET {updates}, updated_at = now()"
+    )
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()  # PostgreSQL reads ISO 8601, offset included
+    raise TypeError(f"a link column holds a {type(value).__name__}")
 
 
 def record_conflicts(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 from sqlalchemy import Engine
 
@@ -18,8 +18,10 @@ from syncd.connect.errors import ConnectError
 from syncd.crm.port import CrmError, CrmPort
 from syncd.domain.mapping import Mapping
 from syncd.store.runs import finish_run, start_run
+from syncd.sync.flags import FlagPhase
 from syncd.sync.pull import PullOptions, PullPhase, Stopped
 from syncd.sync.push import PushOptions, PushPhase
+from syncd.sync.writeback import WritebackPhase
 
 logger = logging.getLogger(__name__)
 
@@ -50,31 +52,55 @@ def run_cycle(
     crm: CrmPort | None = None,
     mapping: Mapping | None = None,
     push: PushOptions | None = None,
+    sync_default: bool | None = None,
+    disabled_tar_policy: Literal["leave", "ignore"] = "leave",
     should_stop: Callable[[], bool] = lambda: False,
 ) -> CycleResult:
     """Run the phases once and record the run; never raises for a failed run.
 
-    Without a `crm` (and its `mapping`) only the pull runs.
+    The phases: pull; the sync flags, when `sync_default` is given (then only accounts whose sync
+    is on are pushed); with a `crm` and its `mapping`, push and write-back. Without `sync_default`
+    no flag is decided: every account is pushed and the write-back, which acts only on accounts
+    whose sync is on, acts on none (tests of the push alone use that).
     """
     run_id = start_run(engine, kind, trigger)
     error: str | None = None
     requests_before = client.stats.total
+    push = push or PushOptions()
     pull = PullPhase(engine, client, options, run_id, should_stop=should_stop)
-    pusher = None
-    if crm is not None and mapping is not None:
-        pusher = PushPhase(
-            engine, crm, mapping, push or PushOptions(), run_id, should_stop=should_stop
+    flags = None
+    if sync_default is not None:
+        flags = FlagPhase(
+            engine, client, default=sync_default, run_id=run_id, should_stop=should_stop
         )
+        push = replace(push, selection=replace(push.selection, only_enabled=True))
+    pusher = writeback = None
+    if crm is not None and mapping is not None:
+        pusher = PushPhase(engine, crm, mapping, push, run_id, should_stop=should_stop)
+        writeback = WritebackPhase(
+            engine,
+            client,
+            crm,
+            mapping,
+            run_id=run_id,
+            disabled_tar_policy=disabled_tar_policy,
+            should_stop=should_stop,
+            crm_overlap=options.overlap,
+            dry_run=push.dry_run,
+        )
+    steps: list[tuple[str, Callable[[], object]]] = [("pull", lambda: pull.run(reconcile))]
+    steps += [
+        (name, phase.run)
+        for name, phase in (("flags", flags), ("push", pusher), ("writeback", writeback))
+        if phase is not None
+    ]
     seconds: dict[str, float] = {}
     try:
-        started = time.monotonic()
-        pull.run(reconcile=reconcile)
-        seconds["pull"] = time.monotonic() - started
-        if pusher is not None:
+        for name, step in steps:
             started = time.monotonic()
-            pusher.run()
-            seconds["push"] = time.monotonic() - started
-        outcome, error = _outcome(pull, pusher)
+            step()
+            seconds[name] = time.monotonic() - started
+        outcome, error = _outcome(pull, flags, pusher, writeback)
     except Stopped:
         outcome, error = "aborted", "stopped on request; committed work is kept"
     except (ConnectError, CrmError) as exc:
@@ -83,8 +109,9 @@ def run_cycle(
         logger.exception("run_crashed", extra={"run_id": run_id})
         outcome, error = "failed", f"{type(exc).__name__}: {exc}"
     counts: dict[str, Any] = {"pull": pull.counts.as_dict()}
-    if pusher is not None:
-        counts["push"] = pusher.counts.as_dict()
+    for name, phase in (("flags", flags), ("push", pusher), ("writeback", writeback)):
+        if phase is not None:
+            counts[name] = phase.counts.as_dict()
     counts["seconds"] = {name: round(value, 3) for name, value in seconds.items()}
     counts["connect_requests"] = client.stats.total - requests_before
     finish_run(engine, run_id, outcome, counts, error)
@@ -92,10 +119,23 @@ def run_cycle(
     return CycleResult(run_id, outcome, counts, error, pusher)
 
 
-def _outcome(pull: PullPhase, push: PushPhase | None) -> tuple[str, str | None]:
-    if pull.counts.failed_feeds:
-        return "failed", f"feeds failed: {', '.join(pull.counts.failed_feeds)}"
+def _outcome(
+    pull: PullPhase,
+    flags: FlagPhase | None,
+    push: PushPhase | None,
+    writeback: WritebackPhase | None,
+) -> tuple[str, str | None]:
+    """`failed` when a part of a phase failed as a whole, `partial` when some records did."""
+    failed_parts = [f"pull.{name}" for name in pull.counts.failed_feeds]
     failed_records = pull.counts.malformed
+    if flags is not None:
+        failed_parts += [f"flags.{name}" for name in flags.counts.failed_parts]
+        failed_records += flags.counts.malformed
     if push is not None:
         failed_records += push.counts.rejected + push.counts.retry + push.counts.unknown
+    if writeback is not None:
+        failed_parts += [f"writeback.{name}" for name in writeback.counts.failed_parts]
+        failed_records += writeback.counts.failed + writeback.counts.unsettled
+    if failed_parts:
+        return "failed", f"failed: {', '.join(failed_parts)}"
     return ("partial", None) if failed_records else ("success", None)

@@ -1,10 +1,16 @@
 """The plan and push phases: diff changed accounts against the CRM, write what differs, in batches.
 
 Accounts whose mirrored version is newer than the one syncd last synced are read from the CRM in
-batches of the adapter's size (one read per batch), diffed three ways (`syncd.domain.diff`), and
-the ones that need a write are upserted by their key in one call per batch. Every account then
-gets its link row (CRM ids, synced version, what syncd wrote) and its outcome in the ledger, in
-one transaction per batch.
+batches of the adapter's size (one read per batch), diffed three ways (`syncd.domain.diff`; the
+plan is `syncd.sync.push_plan`), and the ones that need a write are upserted by their key in one
+call per batch, with what the read found (record and contact ids) so that the adapter can pick
+the cheapest calls. Every account then gets its link row (CRM ids, synced version, what syncd
+wrote) and its outcome in the ledger, in one transaction per batch.
+
+The batches are pipelined: the next batch is selected, read and diffed in a worker thread
+(`syncd.sync.prefetch`) while the current one is written and committed. Batches hold disjoint
+accounts (keyset paging by id), so a read never races a write of the same account, and a
+failure while planning a batch surfaces after every batch before it is committed.
 
 Upserts are keyed by the TA id, so a repeated write never creates a second record; an outcome lost
 with its response is left `unknown` and settled on the next cycle by reading the CRM again, never
@@ -15,7 +21,7 @@ fault, so one bad row does not hold back the others.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,12 +29,16 @@ from typing import Any
 from sqlalchemy import Engine
 
 from syncd import crashpoints
-from syncd.crm.port import CrmError, CrmPort, CrmRecord, Outcome, Upsert, WriteResult
-from syncd.domain.diff import AccountDiff, Plan, diff
-from syncd.domain.mapping import Mapping, UnmappableValue, apply
+from syncd.crm.port import CrmError, CrmPort, Outcome, Upsert, WriteResult
+from syncd.domain.diff import AccountDiff, Plan
+from syncd.domain.mapping import Mapping
 from syncd.store.links import Candidate, Selection, iter_candidates, record_conflicts, save_links
 from syncd.store.runs import LedgerEntry, record
+from syncd.sync.prefetch import prefetch
 from syncd.sync.pull import Stopped
+from syncd.sync.push_plan import Planned, PlannedBatch, Planner, PlanReport
+
+__all__ = ["PlanReport", "PushCounts", "PushOptions", "PushPhase"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +49,8 @@ class PushOptions:
     dry_run: bool = False
     retry_base: timedelta = timedelta(minutes=5)
     retry_cap: timedelta = timedelta(days=1)
+    pipeline: bool = True
+    """Plan the next batch in a worker thread while the current one is written."""
 
     def backoff(self, attempts: int) -> timedelta:
         """Wait before try `attempts + 1`: the first retry comes the next cycle, then it doubles."""
@@ -65,42 +77,6 @@ class PushCounts:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class Planned:
-    candidate: Candidate
-    plan: Plan
-    crm: CrmRecord | None
-    contact_key: str | None
-
-
-@dataclass
-class PlanReport:
-    """What a dry run would do, for `--dry-run` output."""
-
-    creates: list[str] = field(default_factory=list)
-    updates: dict[str, dict[str, str | None]] = field(default_factory=dict)
-    conflicts: list[dict[str, Any]] = field(default_factory=list)
-    unchanged: int = 0
-
-    def add(self, planned: Planned) -> None:
-        plan = planned.plan
-        key = plan.key
-        for name, diff_ in (("account", plan.account), ("contact", plan.contact)):
-            if diff_ is None:
-                continue
-            for conflict in diff_.conflicts:
-                self.conflicts.append({"account": key, "object": name, **asdict(conflict)})
-        if plan.account.create:
-            self.creates.append(key)
-        elif plan.needs_write:
-            changes = dict(plan.account.changes)
-            if plan.contact is not None:
-                changes.update({f"contact.{k}": v for k, v in plan.contact.changes.items()})
-            self.updates[key] = changes
-        else:
-            self.unchanged += 1
-
-
 class PushPhase:
     """Plan and push every selected account; `run` returns the counts."""
 
@@ -124,19 +100,36 @@ class PushPhase:
         self.should_stop = should_stop
         self.counts = PushCounts()
         self.report = PlanReport()
-        self._account_rules = mapping.account_rules()
-        self._contact_rules = mapping.contact_rules()
+        self.planner = Planner(crm, mapping, options.selection)
 
     def run(self) -> PushCounts:
         now = self.clock()
-        for batch in iter_candidates(self.engine, self.options.selection, now, self.crm.batch_size):
-            if self.should_stop():
-                raise Stopped
-            self.push_batch(batch)
+        batches = iter_candidates(self.engine, self.options.selection, now, self.crm.batch_size)
+        plans: Iterator[PlannedBatch] = (self.planner.plan(batch) for batch in batches)
+        if self.options.pipeline:
+            plans = prefetch(plans)  # selected, read and diffed while the previous is written
+        try:
+            for batch in plans:
+                if self.should_stop():
+                    raise Stopped
+                self.push_planned(batch)
+        finally:
+            # Both kinds of `plans` are generators: closing one now stops the prefetch worker
+            # at once, rather than whenever the exception's traceback is dropped.
+            getattr(plans, "close", lambda: None)()
         return self.counts
 
     def push_batch(self, batch: Sequence[Candidate]) -> None:
-        planned, entries = self._plan(batch)
+        """Plan and push one batch of candidates."""
+        self.push_planned(self.planner.plan(batch))
+
+    def push_planned(self, batch: PlannedBatch) -> None:
+        """Write a planned batch to the CRM, then commit its links and ledger in one go."""
+        # Counted here, in the writing thread only: the plan may run in the worker.
+        self.counts.crm_reads += batch.reads
+        self.counts.planned += batch.size
+        self.counts.rejected += len(batch.entries)
+        planned, entries = batch.planned, list(batch.entries)
         if self.options.dry_run:
             for item in planned:
                 self.report.add(item)
@@ -150,62 +143,25 @@ class PushPhase:
             record_conflicts(conn, conflicts)
             record(conn, self.run_id, entries)
             crashpoints.reach("push.before_commit")
-        logger.info("batch_pushed", extra={"accounts": len(batch), "written": len(writes)})
-
-    # -- plan ----------------------------------------------------------------------------------
-
-    def _plan(self, batch: Sequence[Candidate]) -> tuple[list[Planned], list[LedgerEntry]]:
-        self.counts.crm_reads += 1
-        current = self.crm.read([c.account_id for c in batch])
-        planned: list[Planned] = []
-        entries: list[LedgerEntry] = []
-        for candidate in batch:
-            self.counts.planned += 1
-            try:
-                wanted, wanted_contact = apply(self.mapping, candidate.record)
-            except UnmappableValue as exc:
-                self.counts.rejected += 1
-                entries.append(
-                    LedgerEntry(
-                        "tier_account",
-                        candidate.account_id,
-                        "push",
-                        "rejected",
-                        "mapping",
-                        str(exc),
-                    )
-                )
-                continue
-            held = current.get(candidate.account_id)
-            account = diff(
-                wanted,
-                held.fields if held else None,
-                candidate.synced_fields,
-                self._account_rules,
-            )
-            contact: AccountDiff | None = None
-            contact_key = None
-            if wanted_contact is not None:
-                contact_key = wanted_contact.get(self.mapping.contact_key_property)
-                crm_contact = held.contact if held is not None and held.contact_id else None
-                contact = diff(
-                    wanted_contact, crm_contact, candidate.synced_contact, self._contact_rules
-                )
-            planned.append(
-                Planned(candidate, Plan(candidate.account_id, account, contact), held, contact_key)
-            )
-        return planned, entries
+        logger.info("batch_pushed", extra={"accounts": batch.size, "written": len(writes)})
 
     def _upsert_of(self, planned: Planned) -> Upsert:
-        plan = planned.plan
+        """The write of one planned account, with what the read found: the record's id, and
+        the contact's id when the read found the very contact being written linked to it."""
+        plan, held = planned.plan, planned.crm
         fields = {**plan.account.changes, self.mapping.key_property: plan.key}
         contact = None
+        contact_id = None
         if plan.contact is not None and plan.contact.needs_write:
             contact = {
                 **plan.contact.changes,
                 self.mapping.contact_key_property: planned.contact_key,
             }
-        return Upsert(plan.key, fields, contact)
+            key_held = held.contact.get(self.mapping.contact_key_property) if held else None
+            if held is not None and held.contact_id and _same_key(key_held, planned.contact_key):
+                contact_id = held.contact_id
+        crm_id = held.crm_id if held is not None else None
+        return Upsert(plan.key, fields, contact, crm_id=crm_id, contact_id=contact_id)
 
     # -- push ----------------------------------------------------------------------------------
 
@@ -247,10 +203,12 @@ class PushPhase:
                         "crm_id": (result.crm_id if result else None)
                         or (item.crm.crm_id if item.crm else None),
                         "contact_id": (result.contact_id if result else None)
-                        or (item.crm.contact_id if item.crm else None),
+                        or self._held_contact_id(item),
                         "synced_version": candidate.version,
-                        "synced_fields": plan.account.new_last,
-                        "synced_contact": plan.contact.new_last if plan.contact else {},
+                        "synced_fields": _seen(plan.account, candidate.synced_fields),
+                        "synced_contact": _seen(plan.contact, candidate.synced_contact)
+                        if plan.contact
+                        else {},
                         "attempted_version": candidate.version,
                         "attempts": 0,
                         "next_attempt_at": None,
@@ -297,6 +255,13 @@ class PushPhase:
             )
         return links, conflicts
 
+    @staticmethod
+    def _held_contact_id(item: Planned) -> str | None:
+        """The contact id as the read found it, or as the link held it when not read."""
+        if item.crm is not None and item.crm.contact_read:
+            return item.crm.contact_id
+        return item.candidate.contact_id
+
     def _conflict_rows(self, plan: Plan) -> list[dict[str, Any]]:
         rows = []
         for name, diff_ in (("account", plan.account), ("contact", plan.contact)):
@@ -317,6 +282,19 @@ class PushPhase:
         return rows
 
 
+def _same_key(a: str | None, b: str | None) -> bool:
+    """Whether two contact keys name the same contact (emails ignore case)."""
+    return bool(a and b) and (a or "").strip().lower() == (b or "").strip().lower()
+
+
 def _refused_as_a_whole(status: int | None) -> bool:
     """A 4xx other than auth, quota and rate limits: something in the batch itself is wrong."""
     return status is not None and 400 <= status < 500 and status not in (401, 403, 408, 423, 429)
+
+
+def _seen(diff: AccountDiff, before: dict[str, str | None] | None) -> dict[str, str | None]:
+    """What syncd now holds as seen in the CRM: the diff's `new_last`, except CRM-owned fields the
+    CRM changed: they keep the value seen before, so the write-back still sees the edit and takes
+    it to Connect (it records the new value once it has)."""
+    previous = before or {}
+    return {**diff.new_last, **{f: previous.get(f) for f in diff.crm_owned_updates}}

@@ -41,7 +41,7 @@ class Stack:
 @pytest.fixture
 def stack(database_url: str) -> Iterator[Stack]:
     connect = ConnectSim(KEY)
-    connect.seed(3, accounts=60)
+    connect.seed(3, accounts=60, capability_on_ratio=1.0)
     hubspot = HubSpotSim(TOKEN, limits=None, custom_properties=True)
     with SimServer(connect) as connect_server, SimServer(hubspot) as hubspot_server:
         env = {

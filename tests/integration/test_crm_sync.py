@@ -22,7 +22,8 @@ from syncd.sim.hubspot import HubSpotSim
 from syncd.sim.salesforce import SalesforceSim
 from syncd.store.schema import crm_conflicts, crm_links, sync_ledger
 from syncd.sync.cycle import CycleResult, run_cycle
-from syncd.sync.pull import PullOptions
+from syncd.sync.pull import PullOptions, PullPhase
+from syncd.sync.push import PushCounts, PushOptions, PushPhase
 
 TOKEN = "crm-test-token"
 INSTANT = RetryPolicy(attempts=4, max_seconds=5, sleep=lambda _: None)
@@ -233,3 +234,95 @@ def test_crm_edits_are_overwritten_on_connect_owned_fields_and_kept_on_crm_owned
     assert [(c.field, c.crm_value, c.resolution) for c in conflicts] == [
         (city, "Edited In The CRM", "overwritten")
     ]
+
+
+def reads(crm: Crm) -> list[LoggedRequest]:
+    return [
+        r
+        for r in crm.server.requests
+        if "/query" in r.path or r.path.endswith(("/batch/read", "/search"))
+    ]
+
+
+def push_alone(engine: Engine, client: ConnectClient, crm: Crm) -> PushCounts:
+    """Pull, then push with the CRM's request log holding the push's requests alone (a cycle's
+    write-back reads the CRM too)."""
+    PullPhase(engine, client, PullOptions(), run_id=None).run()
+    crm.server.clear_log()
+    return PushPhase(engine, crm.adapter, crm.mapping, PushOptions(), run_id=None).run()
+
+
+def test_new_accounts_take_one_read_and_two_writes_per_batch(
+    engine: Engine, sim: ConnectSim, client: ConnectClient, crm: Crm
+) -> None:
+    sim.seed(16, accounts=200)
+    batches = -(-len(sim.accounts) // crm.adapter.batch_size)
+
+    counts = push_alone(engine, client, crm)
+
+    assert counts.created == len(sim.accounts)
+    assert len(reads(crm)) == batches
+    # HubSpot: company upsert and contact create (linked inline); Salesforce: two Collections.
+    # A contact key shared with an account of an earlier batch costs an upsert and a link more.
+    shared = len(sim.accounts) - len(
+        {sim.account(a)["contact_info"]["contact"]["email"].lower() for a in sim.accounts}
+    )
+    assert len(crm.writes()) <= 2 * batches + 2 * shared
+    if crm.name == "hubspot":
+        assert all(
+            "associations" in i
+            for r in crm.writes()
+            if "create" in r.path
+            for i in r.json()["inputs"]
+        )
+
+
+def test_an_update_of_account_fields_alone_reads_and_writes_only_the_accounts(
+    engine: Engine, sim: ConnectSim, client: ConnectClient, crm: Crm
+) -> None:
+    sim.seed(17, accounts=150)
+    cycle(engine, client, crm)
+    with engine.connect() as conn:
+        contacts_before = dict(
+            conn.execute(select(crm_links.c.account_id, crm_links.c.contact_id)).all()
+        )
+    for account_id in sim.accounts:
+        sim.change_account(account_id, name=f"Renamed {account_id}")
+
+    counts = push_alone(engine, client, crm)
+
+    assert counts.updated == len(sim.accounts)
+    batches = -(-len(sim.accounts) // crm.adapter.batch_size)
+    # HubSpot reads no contact (Connect wants what syncd wrote); Salesforce reads them with
+    # their Accounts, in the same query.
+    assert len(reads(crm)) == batches
+    assert len(crm.writes()) == batches
+    with engine.connect() as conn:
+        contacts_after = dict(
+            conn.execute(select(crm_links.c.account_id, crm_links.c.contact_id)).all()
+        )
+    assert contacts_after == contacts_before
+    assert all(contacts_after.values())
+
+
+def test_a_contact_changed_in_connect_is_read_and_written_without_a_new_link(
+    engine: Engine, sim: ConnectSim, client: ConnectClient, crm: Crm
+) -> None:
+    sim.seed(18, accounts=20)
+    cycle(engine, client, crm)
+    account_id = sorted(sim.accounts)[4]
+    sim.change_account(account_id, contact_info={"contact": {"first_name": "Renata"}})
+
+    counts = push_alone(engine, client, crm)
+
+    assert counts.updated == 1
+    first_name = "firstname" if crm.name == "hubspot" else "FirstName"
+    if crm.name == "hubspot":
+        email = sim.account(account_id)["contact_info"]["contact"]["email"]
+        contact = crm.sim.contact(email)
+        assert contact.value(first_name) == "Renata"
+        assert not [r for r in crm.writes() if "associat" in r.path or "create" in r.path]
+    else:
+        assert crm.sim.contact(account_id)[first_name] == "Renata"
+    # The account's own fields did not change: only the contact is written.
+    assert len(crm.writes()) == 1

@@ -26,6 +26,8 @@ from tests.integration.hubspot_support import TOKEN, FakeClock, Spec, load_specs
 
 COMPANY_UPSERTS = "/crm/v3/objects/companies/batch/upsert"
 CONTACT_UPSERTS = "/crm/v3/objects/contacts/batch/upsert"
+CONTACT_CREATES = "/crm/v3/objects/contacts/batch/create"
+CONTACT_READS = "/crm/v3/objects/contacts/batch/read"
 LINKS = "/crm/v4/associations/contacts/companies/batch/associate/default"
 
 
@@ -114,29 +116,133 @@ def test_setup_creates_the_custom_properties_once(clock: FakeClock) -> None:
     assert app.companies.properties["connect_account_id"].unique
 
 
-def test_a_thousand_accounts_take_ten_calls_of_each_kind_then_a_hundred_changes_are_found(
+def as_read(item: Upsert, adapter: HubSpotAdapter) -> Upsert:
+    """The upsert the push phase makes after reading the account: with the ids it found."""
+    held = adapter.read([item.key]).get(item.key)
+    if held is None:
+        return item
+    linked = held.contact_id if held.contact.get("email") == item.contact["email"] else None  # type: ignore[index]
+    return replace(item, crm_id=held.crm_id, contact_id=linked)
+
+
+def other_account_of(item: Upsert) -> Upsert:
+    """Another account with the same contact (one person running two accounts)."""
+    return Upsert("TA-OTHER", {"connect_account_id": "TA-OTHER", "name": "Other"}, item.contact)
+
+
+def renamed_contact(item: Upsert) -> Upsert:
+    return replace(item, contact={**(item.contact or {}), "firstname": "Anna"})
+
+
+def test_a_thousand_new_accounts_take_two_calls_per_hundred_then_a_hundred_changes_are_found(
     adapter: HubSpotAdapter, server: SimServer, sim: HubSpotSim, clock: FakeClock
 ) -> None:
     results = adapter.upsert([account(i) for i in range(1000)])
 
     assert {r.outcome for r in results} == {Outcome.DONE}
     assert all(r.crm_id and r.contact_id for r in results)
-    assert (posts(server, COMPANY_UPSERTS), posts(server, CONTACT_UPSERTS)) == (10, 10)
-    assert posts(server, LINKS) == 10  # the v3 upsert input has no associations
+    calls = [COMPANY_UPSERTS, CONTACT_CREATES, CONTACT_UPSERTS, LINKS]
+    assert [posts(server, p) for p in calls] == [10, 10, 0, 0]  # contacts linked inline
     assert (len(sim.companies), len(sim.contacts)) == (1000, 1000)
+    company = sim.company(key(7))
+    assert company is not None
+    assert [c.value("email") for c in sim.company_contacts(company)] == ["buyer7@example.com"]
 
     clock.advance(60)
     since = since_now(clock)
+    changed = [as_read(account(i, name=f"Renamed {i}"), adapter) for i in range(0, 1000, 10)]
     server.clear_log()
-    changed = [account(i, name=f"Renamed {i}") for i in range(0, 1000, 10)]
     adapter.upsert(changed)
     found = list(adapter.changed_since(since))
 
-    assert [posts(server, p) for p in (COMPANY_UPSERTS, CONTACT_UPSERTS, LINKS)] == [1, 1, 1]
+    # The read found each contact linked: a plain upsert, no association call.
+    assert [posts(server, p) for p in calls] == [1, 0, 1, 0]
     assert sorted(r.key for r in found) == sorted(c.key for c in changed)  # each once
     assert all(r.fields["name"] == f"Renamed {int(r.key[3:7])}" for r in found)
     assert all(r.contact["email"] == f"buyer{int(r.key[3:7])}@example.com" for r in found)
     assert all(r.modified_at is not None and r.modified_at >= since for r in found)
+
+
+def test_a_contact_made_elsewhere_is_upserted_and_linked_alone_while_the_others_are_created(
+    adapter: HubSpotAdapter,
+    server: SimServer,
+    sim: HubSpotSim,
+    open_adapter: Callable[..., HubSpotAdapter],
+) -> None:
+    other = open_adapter()  # another process: this adapter has not seen its contact
+    other.upsert([other_account_of(account(5))])
+    server.clear_log()
+
+    results = adapter.upsert([account(i) for i in range(10)])
+
+    assert {r.outcome for r in results} == {Outcome.DONE}
+    creates = server.requests_matching("POST", f"^{CONTACT_CREATES}$")
+    assert [c.status for c in creates] == [409, 200]  # HubSpot refuses the batch whole
+    assert len(creates[1].json()["inputs"]) == 9
+    upserted = server.requests_matching("POST", f"^{CONTACT_UPSERTS}$")
+    assert [i["id"] for r in upserted for i in r.json()["inputs"]] == ["buyer5@example.com"]
+    assert (posts(server, CONTACT_READS), posts(server, LINKS)) == (1, 1)
+    assert len(sim.contacts) == 10
+    for i in range(10):
+        company = sim.company(key(i))
+        assert company is not None
+        emails = [c.value("email") for c in sim.company_contacts(company)]
+        assert emails == [f"buyer{i}@example.com"]
+    ann = sim.contact("buyer5@example.com")
+    assert ann is not None
+    assert results[5].contact_id == str(ann.id)
+
+
+def test_a_contact_shared_with_an_account_of_an_earlier_batch_is_upserted_and_linked(
+    adapter: HubSpotAdapter, server: SimServer, sim: HubSpotSim
+) -> None:
+    adapter.upsert([other_account_of(account(5))])
+    server.clear_log()
+
+    results = adapter.upsert([account(i) for i in range(10)])
+
+    assert {r.outcome for r in results} == {Outcome.DONE}
+    creates = server.requests_matching("POST", f"^{CONTACT_CREATES}$")
+    assert [(c.status, len(c.json()["inputs"])) for c in creates] == [(200, 9)]  # no 409
+    assert [posts(server, p) for p in (CONTACT_UPSERTS, LINKS, CONTACT_READS)] == [1, 1, 0]
+    ann = sim.contact("buyer5@example.com")
+    assert ann is not None
+    assert sorted(sim.associations.companies_of(ann.id)) == sorted(
+        c.id for c in (sim.company("TA-OTHER"), sim.company(key(5))) if c is not None
+    )
+    assert len(sim.contacts) == 10
+
+
+def test_a_contact_whose_create_answer_was_lost_is_found_linked_and_then_only_upserted(
+    adapter: HubSpotAdapter, server: SimServer, sim: HubSpotSim
+) -> None:
+    server.faults.inject(Fault(drop_response=True, match="contacts/batch/create"))
+
+    first = adapter.upsert([account(1), account(2)])
+
+    assert {r.outcome for r in first} == {Outcome.UNKNOWN}
+    again = [as_read(renamed_contact(account(i)), adapter) for i in (1, 2)]
+    assert all(item.contact_id for item in again)  # the create was applied, linked inline
+    server.clear_log()
+
+    assert {r.outcome for r in adapter.upsert(again)} == {Outcome.DONE}
+    assert (posts(server, CONTACT_CREATES), posts(server, LINKS)) == (0, 0)
+    assert (len(sim.companies), len(sim.contacts)) == (2, 2)
+
+
+def test_a_company_found_unchanged_is_not_written_when_only_its_contact_changes(
+    adapter: HubSpotAdapter, server: SimServer, sim: HubSpotSim
+) -> None:
+    adapter.upsert([account(1)])
+    item = as_read(renamed_contact(account(1)), adapter)
+    server.clear_log()
+
+    result = adapter.upsert([replace(item, fields={"connect_account_id": key(1)})])
+
+    assert result[0].outcome is Outcome.DONE
+    assert result[0].crm_id == item.crm_id
+    assert [posts(server, p) for p in (COMPANY_UPSERTS, CONTACT_UPSERTS)] == [0, 1]
+    assert sim.contact("buyer1@example.com").value("firstname") == "Anna"  # type: ignore[union-attr]
 
 
 def test_one_invalid_email_in_a_batch_of_100_rejects_only_that_account(
@@ -260,7 +366,7 @@ def test_the_rate_limits_are_paced_from_the_headers_instead_of_collecting_429s(
     app = HubSpotSim(TOKEN, limits=limits, clock=clock, custom_properties=True)
     app.seed_companies((key(i) for i in range(3_000, 4_500)), at=clock.ms())  # 8 search pages
     with SimServer(app) as server, make_adapter(server, clock) as adapter:
-        results = adapter.upsert([account(i) for i in range(300)])  # 9 writes
+        results = adapter.upsert([account(i) for i in range(300)])  # 6 writes
         writes_quota = dict(adapter.quota)
         changed = list(adapter.changed_since(datetime.fromtimestamp(0, UTC)))
 
@@ -269,8 +375,8 @@ def test_the_rate_limits_are_paced_from_the_headers_instead_of_collecting_429s(
     assert all(r.status != 429 for r in server.requests)
     assert 10.0 in clock.sleeps  # the burst window, after Remaining reached 0
     assert writes_quota["X-HubSpot-RateLimit-Max"] == "5"
-    assert writes_quota["X-HubSpot-RateLimit-Daily-Remaining"] == "991"
-    assert adapter.stats.total("write", 200) == 9
+    assert writes_quota["X-HubSpot-RateLimit-Daily-Remaining"] == "994"
+    assert adapter.stats.total("write", 200) == 6
     assert adapter.stats.total("search", 200) >= 10
 
 
@@ -288,7 +394,7 @@ def test_server_errors_are_retried_within_the_budget_then_leave_the_records_to_r
 def test_a_locked_record_is_retried_after_at_least_two_seconds(
     adapter: HubSpotAdapter, server: SimServer, clock: FakeClock
 ) -> None:
-    server.faults.inject(Fault(status=423, match="contacts/batch/upsert"))
+    server.faults.inject(Fault(status=423, match="contacts/batch/create"))
 
     assert adapter.upsert([account(1)])[0].outcome is Outcome.DONE
     assert clock.sleeps

@@ -7,6 +7,7 @@ official v3 specs for companies and contacts (`$SYNCD_SPEC_DIR/hubspot`).
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -610,3 +611,43 @@ def test_association_answers_match_the_specs_default_association_schema(
     assert batch.status_code == 207
     for response in (single, batch):
         assert not spec.problems(schema, response.json())
+
+
+@pytest.mark.parametrize(
+    "association",
+    [
+        {"to": {"id": "{company}"}},
+        {"to": {"id": "{company}"}, "types": []},
+        {"to": {"id": "{company}"}, "types": [{"associationTypeId": 279}]},
+        {
+            "to": {"id": "{company}"},
+            "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 280}],
+        },
+    ],
+)
+def test_a_malformed_inline_association_refuses_the_create_batch(
+    client: httpx.Client, sim: HubSpotSim, association: dict[str, object]
+) -> None:
+    company_id = upsert_companies(client, "TA-1").json()["results"][0]["id"]
+    spec = json.loads(json.dumps(association).replace("{company}", company_id))
+    good = {"properties": {"email": "bob@example.com"}}
+    bad = {"properties": {"email": "ann@example.com"}, "associations": [spec]}
+
+    response = client.post(f"{CONTACTS}/batch/create", json={"inputs": [good, bad]})
+
+    assert response.status_code == 400
+    assert response.json()["category"] == "VALIDATION_ERROR"
+    assert len(sim.contacts) == 0  # nothing written: 280 is company -> contact
+
+
+def test_a_create_batch_holding_an_existing_email_is_refused_whole_naming_it(
+    client: httpx.Client, sim: HubSpotSim
+) -> None:
+    existing = upsert_contacts(client, "ann@example.com").json()["results"][0]["id"]
+    inputs = [{"properties": {"email": e}} for e in ("bob@example.com", "Ann@Example.com")]
+
+    response = client.post(f"{CONTACTS}/batch/create", json={"inputs": inputs})
+
+    assert response.status_code == 409
+    assert response.json()["message"] == f"Contact already exists. Existing ID: {existing}"
+    assert len(sim.contacts) == 1

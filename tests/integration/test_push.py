@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
 import pytest
 from sqlalchemy import Engine, select
 
 from syncd import crashpoints
 from syncd.connect.client import ConnectClient
 from syncd.crm.memory import MemoryCrm
-from syncd.crm.port import CrmError
+from syncd.crm.port import CrmError, CrmRecord
 from syncd.domain.mapping import default_mapping, mapping_from_toml
 from syncd.sim.connect import ConnectSim
-from syncd.store.links import Selection
+from syncd.store.links import Selection, save_links
 from syncd.store.schema import crm_conflicts, crm_links, sync_ledger
 from syncd.sync.cycle import CycleResult, run_cycle
 from syncd.sync.pull import PullOptions
@@ -223,3 +228,159 @@ def test_a_full_resync_selects_accounts_already_synced(
 
     assert again.counts["push"]["planned"] == 12
     assert again.counts["push"]["unchanged"] == 12
+
+
+class SkipRecordingCrm(MemoryCrm):
+    """Records what each read was told to skip; can fail the nth read."""
+
+    fail_read: int | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.skipped: list[dict[str, str]] = []
+
+    def read(
+        self, keys: Sequence[str], skip_contacts: Mapping[str, str] | None = None
+    ) -> dict[str, CrmRecord]:
+        self.skipped.append(dict(skip_contacts or {}))
+        if self.fail_read is not None and len(self.skipped) == self.fail_read:
+            raise CrmError("503 from the CRM, retries spent", status=503)
+        return super().read(keys, skip_contacts)
+
+
+def recording_crm() -> SkipRecordingCrm:
+    template = MemoryCrm.for_mapping(MAPPING)
+    return SkipRecordingCrm(template.properties(), template.contact_properties())
+
+
+def test_an_account_changed_only_in_its_own_fields_skips_its_contact_and_keeps_its_link(
+    engine: Engine, sim: ConnectSim, client: ConnectClient
+) -> None:
+    crm = recording_crm()
+    sim.seed(5, accounts=10)
+    cycle(engine, client, crm)
+    assert crm.skipped == [{}]  # nothing synced yet: every contact is needed
+    renamed, recontacted = sorted(sim.accounts)[:2]
+    sim.change_account(renamed, name="Renamed Holdings")
+    sim.change_account(recontacted, contact_info={"contact": {"first_name": "Renata"}})
+    with engine.connect() as conn:
+        before = dict(conn.execute(select(crm_links.c.account_id, crm_links.c.contact_id)).all())
+
+    result = cycle(engine, client, crm)
+
+    assert result.counts["push"]["updated"] == 2
+    held = crm.get(renamed)
+    assert held is not None
+    assert crm.skipped[-1] == {renamed: held.crm_id}
+    assert crm.get(recontacted).contact["firstname"] == "Renata"  # type: ignore[union-attr]
+    with engine.connect() as conn:
+        after = dict(conn.execute(select(crm_links.c.account_id, crm_links.c.contact_id)).all())
+        synced = conn.execute(
+            select(crm_links.c.synced_contact).where(crm_links.c.account_id == renamed)
+        ).scalar_one()
+    assert after == before
+    assert synced["email"] == crm.get(renamed).contact["email"]  # type: ignore[union-attr]
+
+
+def test_a_full_resync_reads_every_contact(
+    engine: Engine, sim: ConnectSim, client: ConnectClient
+) -> None:
+    crm = recording_crm()
+    sim.seed(5, accounts=10)
+    cycle(engine, client, crm)
+
+    cycle(engine, client, crm, selection=Selection(full=True))
+
+    assert crm.skipped[-1] == {}
+
+
+def test_a_read_failing_for_a_later_batch_fails_the_run_after_committing_the_earlier_ones(
+    engine: Engine, sim: ConnectSim, client: ConnectClient
+) -> None:
+    crm = recording_crm()
+    crm.fail_read = 3  # planned in the worker while the second batch is written
+    sim.seed(5, accounts=450)
+
+    result = cycle(engine, client, crm)
+
+    assert result.outcome == "failed"
+    assert "503" in (result.error or "")
+    with engine.connect() as conn:
+        synced = conn.execute(select(crm_links.c.account_id)).scalars().all()
+    assert len(synced) == 2 * crm.batch_size
+    assert set(synced) == set(sorted(sim.accounts)[: 2 * crm.batch_size])
+    assert crm.keys == set(synced)
+
+
+def test_without_the_pipeline_the_same_accounts_are_written(
+    engine: Engine, sim: ConnectSim, client: ConnectClient, crm: MemoryCrm
+) -> None:
+    sim.seed(5, accounts=250)
+
+    result = cycle(engine, client, crm, pipeline=False)
+
+    assert result.outcome == "success", result.error
+    assert result.counts["push"]["created"] == len(sim.accounts) == len(crm.keys)
+
+
+def test_saved_links_keep_json_timestamps_and_nulls_and_a_later_row_wins(engine: Engine) -> None:
+    at = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    full = {
+        "account_id": "TA-1",
+        "crm": "hubspot",
+        "state": "synced",
+        "crm_id": "101",
+        "contact_id": None,
+        "synced_version": 3,
+        "synced_fields": {"name": 'Ærø "quoted" \\ Oy', "city": None},
+        "synced_contact": {},
+        "synced_at": at,
+        "next_attempt_at": None,
+    }
+    with engine.begin() as conn:
+        save_links(conn, [full, {**full, "account_id": "TA-2"}, {**full, "synced_version": 4}])
+    with engine.begin() as conn:  # a retry sets fewer columns; the others stay
+        save_links(
+            conn,
+            [
+                {
+                    "account_id": "TA-2",
+                    "crm": "hubspot",
+                    "state": "retry",
+                    "attempts": 2,
+                    "next_attempt_at": at,
+                    "last_error": "429",
+                }
+            ],
+        )
+    with engine.connect() as conn:
+        rows = {r.account_id: r for r in conn.execute(select(crm_links))}
+
+    one, two = rows["TA-1"], rows["TA-2"]
+    assert (one.synced_version, one.crm_id, one.contact_id) == (4, "101", None)
+    assert one.synced_fields == {"name": 'Ærø "quoted" \\ Oy', "city": None}
+    assert one.synced_at == at
+    assert one.next_attempt_at is None
+    assert (two.state, two.attempts, two.next_attempt_at, two.last_error) == ("retry", 2, at, "429")
+    assert (two.synced_version, two.synced_fields["name"]) == (3, 'Ærø "quoted" \\ Oy')
+
+
+def test_a_fatal_write_error_fails_the_run_and_stops_the_planning_worker(
+    engine: Engine, sim: ConnectSim, client: ConnectClient
+) -> None:
+    class RevokedCrm(MemoryCrm):
+        def upsert(self, items):  # type: ignore[no-untyped-def]
+            raise CrmError("401: the token was revoked", fatal=True, status=401)
+
+    template = MemoryCrm.for_mapping(MAPPING)
+    crm = RevokedCrm(template.properties(), template.contact_properties())
+    sim.seed(5, accounts=450)
+
+    result = cycle(engine, client, crm)
+
+    assert result.outcome == "failed"
+    assert "revoked" in (result.error or "")
+    assert not [t for t in threading.enumerate() if t.name == "prefetch"]
+    reads = [c for c in crm.calls if c.method == "read"]
+    # The worker is at most one batch queued and one in hand ahead of the writer.
+    assert 1 <= len(reads) <= 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -431,3 +432,34 @@ def test_a_key_repeated_in_one_call_goes_in_separate_batches_and_the_last_wins(
     account = sim.account(item(1).key)
     assert account is not None
     assert account["Name"] == "Second"
+
+
+def test_a_batch_of_200_accounts_and_their_contacts_is_read_in_one_query(
+    adapter: SalesforceAdapter, sim: SalesforceSim
+) -> None:
+    adapter.upsert([item(n) for n in range(200)] + [Upsert("TA-no-contact", {"Name": "Solo"})])
+    sim.soql_log.clear()
+
+    found = adapter.read([item(n).key for n in range(200)] + ["TA-no-contact", "TA-missing"])
+
+    assert len(sim.soql_log) == 1
+    assert "FROM Contacts" in sim.soql_log[0]
+    assert len(found) == 201
+    assert found[item(7).key].contact["LastName"] == "Doe 7"
+    assert found[item(7).key].contact_id == sim.contact(item(7).key)["Id"]  # type: ignore[index]
+    assert (found["TA-no-contact"].contact_id, found["TA-no-contact"].contact) == (None, {})
+
+
+def test_an_account_found_unchanged_is_not_written_when_only_its_contact_changes(
+    adapter: SalesforceAdapter, server: SimServer, sim: SalesforceSim
+) -> None:
+    adapter.upsert([item(1)])
+    held = adapter.read([item(1).key])[item(1).key]
+    server.clear_log()
+    contact_only = replace(item(1, email="new@example.com"), fields={}, crm_id=held.crm_id)
+
+    [result] = adapter.upsert([contact_only])
+
+    assert (result.outcome, result.crm_id) == (Outcome.DONE, held.crm_id)
+    assert (writes(server, "Account"), writes(server, "Contact")) == (0, 1)
+    assert sim.contact(item(1).key)["Email"] == "new@example.com"  # type: ignore[index]

@@ -457,3 +457,72 @@ def test_command_line_options_build_a_simulator_requiring_the_given_token() -> N
     assert (ok.status_code, refused.status_code) == (200, 401)
     assert isinstance(server.app, SalesforceSim)
     assert server.app.page_size == 50
+
+
+def test_a_relationship_subquery_nests_each_accounts_contacts(
+    http: httpx.Client, sim: SalesforceSim
+) -> None:
+    upsert(http, "Account", [account("TA-1"), account("TA-2"), account("TA-3")])
+    upsert(http, "Contact", [contact("TA-1", FirstName="Ann"), contact("TA-2")])
+    parent = sim.account("TA-1")
+    assert parent is not None
+    sim.org.write("Contact", None, {"LastName": "Hand-made", "AccountId": parent["Id"]})
+
+    soql = (
+        f"SELECT Id, {EXT}, (SELECT Id, {EXT}, FirstName FROM Contacts WHERE {EXT} != null) "
+        f"FROM Account WHERE {EXT} IN ('TA-1', 'TA-3') ORDER BY {EXT}"
+    )
+    body = query(http, soql).json()
+
+    first, third = body["records"]
+    assert body["totalSize"] == 2
+    assert first[EXT] == "TA-1"
+    children = first["Contacts"]
+    assert (children["totalSize"], children["done"]) == (1, True)
+    assert children["records"][0]["attributes"]["type"] == "Contact"
+    assert (children["records"][0][EXT], children["records"][0]["FirstName"]) == ("TA-1", "Ann")
+    assert third["Contacts"] is None  # no child: null, not an empty result
+
+
+def test_relationship_names_salesforce_would_refuse_are_refused(http: httpx.Client) -> None:
+    unknown = query(http, "SELECT Id, (SELECT Id FROM Contact) FROM Account")
+    nested = query(
+        http, "SELECT Id, (SELECT Id, (SELECT Id FROM Contacts) FROM Contacts) FROM Account"
+    )
+    bad_field = query(http, "SELECT Id, (SELECT Nope__c FROM Contacts) FROM Account")
+
+    assert (unknown.status_code, error_code(unknown)) == (400, "INVALID_TYPE")
+    assert (nested.status_code, error_code(nested)) == (400, "MALFORMED_QUERY")
+    assert (bad_field.status_code, error_code(bad_field)) == (400, "INVALID_FIELD")
+
+
+def test_describe_names_the_child_relationship(http: httpx.Client) -> None:
+    body = http.get(f"{API}/sobjects/Account/describe").json()
+
+    assert {
+        "childSObject": "Contact",
+        "field": "AccountId",
+        "relationshipName": "Contacts",
+    }.items() <= body["childRelationships"][0].items()
+
+
+def test_a_single_record_upsert_by_external_id_answers_201_then_200(
+    http: httpx.Client, sim: SalesforceSim
+) -> None:
+    path = f"{API}/sobjects/Account/{EXT}/TA-1"
+
+    created = http.patch(path, json={"Name": "Acme"})
+    updated = http.patch(path, json={"Name": "Acme AS"})
+    contact_created = http.patch(
+        f"{API}/sobjects/Contact/{EXT}/TA-1", json={"LastName": "Doe", "Account": {EXT: "TA-1"}}
+    )
+    refused = http.patch(f"{API}/sobjects/Account/{EXT}/TA-2", json={"Phone": "1"})
+
+    assert (created.status_code, created.json()["created"]) == (201, True)
+    assert (updated.status_code, updated.json()["created"]) == (200, False)
+    assert updated.json()["id"] == created.json()["id"]
+    assert sim.account("TA-1")["Name"] == "Acme AS"  # type: ignore[index]
+    assert contact_created.status_code == 201
+    assert sim.contact("TA-1")["AccountId"] == created.json()["id"]  # type: ignore[index]
+    assert (refused.status_code, error_code(refused)) == (400, "REQUIRED_FIELD_MISSING")
+    assert sim.count("Account") == 1

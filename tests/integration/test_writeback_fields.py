@@ -363,3 +363,22 @@ def test_tars_are_settled_and_a_crm_phone_edit_reaches_connect_once_with_each_cr
     writeback(engine, client, crm, mapping)
     assert connect_writes(server) == []
     assert real_crm.writes() == []
+
+
+def test_a_crm_edit_and_a_connect_change_in_one_cycle_both_arrive(
+    engine: Engine, sim: ConnectSim, server: SimServer, client: ConnectClient, crm: MemoryCrm
+) -> None:
+    [account] = linked_accounts(sim, 1)
+    cycle(engine, client, crm, MAPPING)
+    set_flag(engine, [account], True)
+    crm.edit(account, {"phone": NEW_PHONE})
+    sim.change_account(account, name="Changed In Connect")
+    server.clear_log()
+
+    cycle(engine, client, crm, MAPPING)
+
+    held = crm.get(account)
+    assert held is not None
+    assert held.fields["name"] == "Changed In Connect"
+    assert len(puts(server)) == 1
+    assert phone_of(sim, account) == NEW_PHONE_PARTS

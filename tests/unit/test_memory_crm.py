@@ -257,3 +257,24 @@ def test_the_call_log_counts_what_a_phase_costs() -> None:
         Call("read", ("TA-1", "TA-2")),
         Call("changed_since"),
     ]
+
+
+def test_read_leaves_out_the_contact_of_records_the_caller_skips_by_their_id() -> None:
+    crm = _crm()
+    [one, two] = crm.upsert(
+        [
+            Upsert("TA-1", {"name": "A"}, {"email": "a@example.com"}),
+            Upsert("TA-2", {"name": "B"}, {"email": "b@example.com"}),
+        ]
+    )
+
+    found = crm.read(["TA-1", "TA-2"], skip_contacts={"TA-1": one.crm_id or "", "TA-2": "other"})
+
+    assert (found["TA-1"].contact_read, found["TA-1"].contact_id, found["TA-1"].contact) == (
+        False,
+        None,
+        {},
+    )
+    # Linked to another record than the caller knows: the contact is read after all.
+    assert found["TA-2"].contact_read
+    assert found["TA-2"].contact_id == two.contact_id
