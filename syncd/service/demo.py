@@ -102,7 +102,15 @@ def _cycles(
             for account_id in rng.sample(sorted(sim.accounts), CHANGES_PER_CYCLE):
                 sim.change_account(account_id)
         before = client.stats.total
-        result = run_cycle(engine, client, PullOptions(), trigger="demo", crm=crm, mapping=mapping)
+        result = run_cycle(
+            engine,
+            client,
+            PullOptions(),
+            trigger="demo",
+            crm=crm,
+            mapping=mapping,
+            sync_default=False,
+        )
         print(_line(number, result, engine, client.stats.total - before))
         if not cycles or number < cycles:
             time.sleep(interval)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -141,3 +142,12 @@ def test_the_connect_simulator_runs_as_a_command() -> None:
             process.terminate()
     assert url.startswith("http://127.0.0.1:")
     assert url.endswith("/public/v1")
+
+
+def test_the_demo_runs_cycles_and_accepts_tars() -> None:
+    result = syncd("demo", "--cycles", "2", "--interval", "0", "--accounts", "60")
+    assert result.returncode == 0, result.stderr
+    first = next(line for line in result.stdout.splitlines() if line.startswith("cycle 1:"))
+    accepted = re.search(r"TARs (\d+) accepted", first)
+    assert accepted is not None, first
+    assert int(accepted.group(1)) > 0, first
