@@ -215,10 +215,7 @@ def serve_profiled(name: str, profile: Path, options: list[str]) -> None:
     print(f"{name} simulator (profiled) on {server.url}", flush=True)
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     finally:
-        server.stop()
         profiler.dump_stats(str(profile))
 
 

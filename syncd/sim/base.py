@@ -302,8 +302,15 @@ class SimServer:
         self._thread.start()
         return self
 
-    def serve_forever(self) -> None:
-        self._server.serve_forever()
+    def serve_forever(self) -> int:
+        """Serve in the foreground until Ctrl-C, then close; exit code 0 (`syncd sim …`)."""
+        try:
+            self._server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+        return 0
 
     def stop(self) -> None:
         # shutdown() waits for a serve_forever loop to end: it would wait for ever on a server

@@ -325,13 +325,7 @@ def serve(args: argparse.Namespace) -> int:
         f"{summary.tars} tier account requests ({summary.pending} pending); Ctrl-C stops",
         flush=True,
     )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-    return 0
+    return server.serve_forever()
 
 
 __all__ = ["DEFAULT_API_KEY", "ConnectSim", "add_arguments", "error", "serve"]

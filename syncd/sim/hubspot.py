@@ -364,10 +364,4 @@ def serve(args: argparse.Namespace) -> int:
     server = build(args)
     auth = "the given token" if args.token else "any bearer token"
     print(f"HubSpot simulator on {server.url} (accepts {auth})", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-    return 0
+    return server.serve_forever()

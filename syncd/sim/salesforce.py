@@ -395,10 +395,4 @@ def serve(args: argparse.Namespace) -> int:
     """Run the simulator in the foreground until interrupted; exit code 0."""
     server = build_server(args)
     print(f"salesforce simulator listening on {server.url} (API v62.0)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-    return 0
+    return server.serve_forever()
