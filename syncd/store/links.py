@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, TextClause, and_, func, or_, select, text
+from sqlalchemy import Connection, Engine, Select, TextClause, func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Dialect
 
@@ -108,12 +108,6 @@ def iter_candidates(
         after = rows[-1].id
 
 
-def count_candidates(engine: Engine, selection: Selection, now: datetime) -> int:
-    query = select(func.count()).select_from(_candidates(selection, now).subquery())
-    with engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())
-
-
 def save_links(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Upsert link rows; each dict holds `account_id` and the columns to set.
 
@@ -153,21 +147,3 @@ def _json_default(value: object) -> str:
 def record_conflicts(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         conn.execute(insert(crm_conflicts), list(rows))
-
-
-def open_conflicts(conn: Connection, account_ids: Sequence[str]) -> set[str]:
-    """The accounts among `account_ids` with a manual conflict no operator has resolved."""
-    if not account_ids:
-        return set()
-    rows = conn.execute(
-        select(crm_conflicts.c.account_id)
-        .where(
-            and_(
-                crm_conflicts.c.account_id.in_(account_ids),
-                crm_conflicts.c.resolution == "manual",
-                crm_conflicts.c.resolved_at.is_(None),
-            )
-        )
-        .distinct()
-    )
-    return set(rows.scalars())

@@ -61,22 +61,6 @@ def finish_run(
         )
 
 
-def abort_unfinished(engine: Engine, host: str | None = None) -> int:
-    """Mark runs left `running` by a dead process as aborted; returns how many.
-
-    Only call this while holding the run lock: then no other process can be running one.
-    """
-    statement = (
-        update(sync_runs)
-        .where(sync_runs.c.outcome == "running")
-        .values(outcome="aborted", finished_at=func.now(), error="process ended during the run")
-    )
-    if host is not None:
-        statement = statement.where(sync_runs.c.host == host)
-    with engine.begin() as conn:
-        return conn.execute(statement).rowcount
-
-
 def record(conn: Connection, run_id: int | None, entries: Sequence[LedgerEntry]) -> None:
     if not entries:
         return
