@@ -1,17 +1,15 @@
 """The HubSpot adapter of the CRM port: an account is a company plus its associated contact.
 
-Writes, 100 inputs per call (the batch limit):
-- Companies are upserted by the unique custom property `connect_account_id` (the TA id). A
-  company the read found (`Upsert.crm_id`) with nothing to change but its key is not written.
-- Contacts (`hubspot_contacts`): a new one is created with its association to the company inline
-  (`batch/create`; the v3 upsert input has no `associations`), one the read found linked
-  (`Upsert.contact_id`) is upserted by `email` (HubSpot's contact key) with no association call.
-  So a batch of new accounts, or of changed ones, costs two write calls. A contact that exists
-  without the link (shared with another account, made by hand) is upserted and linked with the
-  v4 default association: two calls more for that batch.
-- A lost answer (timeout, reset after sending) makes every record of that batch UNKNOWN; it is not
-  re-sent blindly. Upserts by a unique key are idempotent and a create of an email that exists is
-  refused (409), so the caller's read-back and retry can never create a duplicate.
+Writes, 100 inputs per call (the batch limit), in the order `hubspot_accounts` explains: the
+contacts first (upserted by `email`, HubSpot's contact key; created with the link inline only for
+a new email of an existing company: `hubspot_contacts`), then the new companies created with the
+association to their contact inline and the changed ones upserted by the unique custom property
+`connect_account_id` (the TA id), then v4 associations for what is still unlinked (rare). So a
+batch of new accounts costs two write calls, contacts shared between accounts included, and a
+batch of changed ones one or two (companies, and contacts whose fields changed).
+- A lost answer (timeout, reset after sending) makes every record of that call UNKNOWN; it is not
+  re-sent blindly. Upserts by a unique key are idempotent and a create of a key or email that
+  exists is refused (409), so the caller's read-back and retry can never create a duplicate.
 - 207 Multi-Status answers are mapped record by record through `objectWriteTraceId`: validation
   errors are REJECTED with HubSpot's message, rate limits and server errors are RETRY. A whole
   batch refused with 400/409 is split in halves until the faulty record stands alone.
@@ -35,13 +33,13 @@ from typing import Any
 
 import httpx
 
+from syncd.crm.hubspot_accounts import AccountWriter
 from syncd.crm.hubspot_contacts import ContactWriter
 from syncd.crm.hubspot_http import HubSpotHttp, RequestStats, json_body
 from syncd.crm.hubspot_reads import COMPANY_MODIFIED, CONTACT_MODIFIED, Reader
-from syncd.crm.hubspot_records import Written, to_properties
 from syncd.crm.hubspot_scan import Search, scan_modified
 from syncd.crm.hubspot_writes import BatchWriter
-from syncd.crm.port import CrmError, CrmRecord, Outcome, Upsert, WriteResult
+from syncd.crm.port import CrmError, CrmRecord, Upsert, WriteResult
 from syncd.domain import mapping as fieldmaps
 from syncd.retry import RetryPolicy
 
@@ -93,7 +91,9 @@ class HubSpotAdapter:
         contacts = tuple(dict.fromkeys((contact_key, *contact_fields)))
         self._reader = Reader(self._http, self._objects, companies, contacts, key_property)
         self._writer = BatchWriter(self._http, self._objects)
-        self._contacts = ContactWriter(self._writer, self._reader, contact_key)
+        self._accounts = AccountWriter(
+            self._writer, ContactWriter(self._writer, self._reader, contact_key), key_property
+        )
 
     @classmethod
     def for_mapping(
@@ -131,6 +131,11 @@ class HubSpotAdapter:
     def stats(self) -> RequestStats:
         """Requests sent, by kind (read/write/search) and status."""
         return self._http.stats
+
+    @property
+    def httpx_client(self) -> httpx.Client:
+        """The underlying client, for instrumentation (metrics hooks)."""
+        return self._http.client
 
     def _objects(self, otype: str) -> str:
         if self._version == "v3":
@@ -238,8 +243,10 @@ class HubSpotAdapter:
     # --- writes --------------------------------------------------------------------------
 
     def upsert(self, items: Sequence[Upsert]) -> list[WriteResult]:
-        """Create or update each account (company, then its linked contact); one result per
-        item, in order. A key repeated in `items` goes to a later batch."""
+        """Create or update each account (its contact, its company, their link); one result per
+        item, in order. An item's `crm_id` None means "not found by a read": its company is
+        created (upserted if it exists after all). A key repeated in `items` goes to a later
+        batch."""
         results: list[WriteResult | None] = [None] * len(items)
         pending = list(range(len(items)))
         while pending:
@@ -252,38 +259,8 @@ class HubSpotAdapter:
                     keys.add(items[index].key)
                 else:
                     later.append(index)
-            written = self._upsert_batch([items[i] for i in batch])
+            written = self._accounts.write([items[i] for i in batch])
             for index, result in zip(batch, written, strict=True):
                 results[index] = result
             pending = later
         return [r for r in results if r is not None]
-
-    def _upsert_batch(self, items: list[Upsert]) -> list[WriteResult]:
-        # A company the read found, with nothing to change but its key, is not written again.
-        unchanged = {
-            i.key: Written(Outcome.DONE, id=i.crm_id)
-            for i in items
-            if i.crm_id and set(i.fields) <= {self.key_property}
-        }
-        entries = [(i.key, i.key, to_properties(i.fields)) for i in items if i.key not in unchanged]
-        companies = self._writer.upsert("companies", self.key_property, entries) if entries else {}
-        companies.update(unchanged)
-        results: dict[str, WriteResult] = {}
-        groups: dict[str, list[Upsert]] = {}
-        for item in items:
-            company = companies[item.key]
-            if company.outcome is not Outcome.DONE or item.contact is None:
-                results[item.key] = company.result(item.key)
-                continue
-            contact_key = (item.contact.get(self.contact_key) or "").strip()
-            if self.contact_key == "email":
-                contact_key = contact_key.lower()  # HubSpot stores emails lower-cased
-            if not contact_key:
-                reason = f"the account's contact has no {self.contact_key}, its key in HubSpot"
-                results[item.key] = WriteResult(
-                    item.key, Outcome.REJECTED, company.id, reason=reason
-                )
-                continue
-            groups.setdefault(contact_key, []).append(item)
-        results.update(self._contacts.write(groups, companies))
-        return [results[item.key] for item in items]

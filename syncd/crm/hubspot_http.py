@@ -114,6 +114,11 @@ class HubSpotHttp:
     def __repr__(self) -> str:
         return f"HubSpotHttp(base_url={str(self._client.base_url)!r})"
 
+    @property
+    def client(self) -> httpx.Client:
+        """The underlying client, for instrumentation (metrics hooks)."""
+        return self._client
+
     def close(self) -> None:
         self._client.close()
 

@@ -1,10 +1,15 @@
-"""Batch writes to HubSpot with an outcome per input: done, retry, rejected or unknown."""
+"""Batch writes to HubSpot with an outcome per input: done, retry, rejected or unknown.
+
+Every write call reaches the crash point `hubspot.after_write` once its answer is in (or lost), so
+tests can stop syncd between any two writes and check that a rerun converges.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+from syncd import crashpoints
 from syncd.crm.hubspot_http import HubSpotHttp, LostResponse, RetriesExhausted, json_body
 from syncd.crm.hubspot_records import Written, error_targets, is_retryable, reason_of
 from syncd.crm.port import CrmError, Outcome
@@ -17,10 +22,12 @@ Entry = tuple[str, str, dict[str, str]]
 
 
 NewEntry = tuple[str, dict[str, str], list[str]]
-"""(objectWriteTraceId, properties, ids of the companies to associate) of one create input."""
+"""(objectWriteTraceId, properties, ids of the records to associate) of one create input."""
 CONTACT_TO_COMPANY = 279
 """HubSpot-defined association type contact → company (unlabeled: the one the v4 "default"
 association creates; HubSpot makes the first company of a contact its primary one as well)."""
+COMPANY_TO_CONTACT = 280
+"""The same association seen from the company (HubSpot's association type id table)."""
 CONFLICT = "a record with this unique value exists already"
 
 
@@ -44,31 +51,34 @@ class BatchWriter:
         traces = [(trace, ident) for trace, ident, _ in entries]
         return self._write(otype, "upsert", id_property, traces, inputs)
 
-    def create(self, otype: str, id_property: str, entries: list[NewEntry]) -> dict[str, Written]:
-        """Batch create contacts `(trace id, properties, company ids)`, each associated with its
-        companies in the same call (the v3 create input takes `associations`, unlike upsert).
+    def create(
+        self, otype: str, id_property: str, entries: list[NewEntry], association: int
+    ) -> dict[str, Written]:
+        """Batch create `(trace id, properties, ids to associate)` entries, each associated with
+        the records named in the same call (the v3 create input takes `associations`, unlike
+        upsert), with the HubSpot-defined `association` type.
 
-        HubSpot refuses the whole batch with 409 CONFLICT when one unique value (an email)
-        exists already, and names only the first (hubspot-api-python #51): nothing is created,
-        and every input comes back `conflict`."""
+        HubSpot refuses the whole batch with 409 CONFLICT when one unique value (an email, a
+        company's key) exists already, and names only the first (hubspot-api-python #51):
+        nothing is created, and every input comes back `conflict`."""
         inputs = [
             {
                 "properties": props,
                 "associations": [
                     {
-                        "to": {"id": company},
+                        "to": {"id": other},
                         "types": [
                             {
                                 "associationCategory": "HUBSPOT_DEFINED",
-                                "associationTypeId": CONTACT_TO_COMPANY,
+                                "associationTypeId": association,
                             }
                         ],
                     }
-                    for company in dict.fromkeys(companies)
+                    for other in dict.fromkeys(linked)
                 ],
                 "objectWriteTraceId": trace,
             }
-            for trace, props, companies in entries
+            for trace, props, linked in entries
         ]
         traces = [(trace, props.get(id_property, "")) for trace, props, _ in entries]
         return self._write(otype, "create", id_property, traces, inputs)
@@ -86,10 +96,12 @@ class BatchWriter:
         try:
             response = self.http.request("POST", path, "write", json={"inputs": inputs})
         except LostResponse:
+            crashpoints.reach("hubspot.after_write")
             return {trace: Written(Outcome.UNKNOWN, reason=LOST) for trace, _ in traces}
         except RetriesExhausted as exc:
             retry = Written(Outcome.RETRY, reason=str(exc), retry_after=exc.retry_after)
             return {trace: retry for trace, _ in traces}
+        crashpoints.reach("hubspot.after_write")
         status = response.status_code
         if status in (200, 207):
             return self._map_batch(json_body(response), traces, id_property)
@@ -122,10 +134,11 @@ class BatchWriter:
     ) -> dict[str, Written]:
         norm = str.lower if id_property == "email" else str
         trace_of = {norm(ident): trace for trace, ident in traces}
+        ours = set(trace_of.values())
         out: dict[str, Written] = {}
         for row in data.get("results") or []:
             trace = row.get("objectWriteTraceId")
-            if trace not in trace_of.values():
+            if trace not in ours:
                 trace = trace_of.get(norm(str((row.get("properties") or {}).get(id_property))))
             if trace is not None:
                 out[trace] = Written(Outcome.DONE, id=str(row["id"]))
@@ -147,12 +160,15 @@ class BatchWriter:
             try:
                 response = self.http.request("POST", path, "write", json={"inputs": inputs})
             except LostResponse:
+                crashpoints.reach("hubspot.after_write")
                 out.update({p: Written(Outcome.UNKNOWN, reason=LOST) for p in chunk})
                 continue
             except RetriesExhausted as exc:
                 retry = Written(Outcome.RETRY, reason=str(exc), retry_after=exc.retry_after)
                 out.update({p: retry for p in chunk})
                 continue
+            crashpoints.reach("hubspot.after_write")
+            crashpoints.reach("hubspot.associations_written")
             if response.status_code not in (200, 207):
                 raise CrmError(f"HubSpot POST {path}: HTTP {response.status_code}")
             data = json_body(response)

@@ -51,8 +51,10 @@ class Upsert:
     fields: Fields
     contact: Fields | None = None
     crm_id: str | None = None
-    """The account record's CRM id when a read just found it (else None: unknown or absent).
-    With it, an upsert whose `fields` hold only the key leaves the account record unwritten."""
+    """The account record's CRM id when a read just found it. With it, an upsert whose `fields`
+    hold only the key leaves the account record unwritten. None means the read found none (or
+    none was made): an adapter may then create the record, as long as a record that exists
+    after all is refused by its key and upserted instead (never created twice)."""
     contact_id: str | None = None
     """The CRM id of the contact a read just found linked to this account, when it is the
     contact being written (same contact key). None means "not known to be linked": the adapter

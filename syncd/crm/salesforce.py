@@ -127,6 +127,11 @@ class SalesforceAdapter:
         """Requests made, by `"<kind> <status>"` (kinds: query, upsert, describe, token)."""
         return dict(self._http.stats)
 
+    @property
+    def httpx_client(self) -> httpx.Client:
+        """The underlying client, for instrumentation (metrics hooks)."""
+        return self._http.client
+
     # -- metadata ----------------------------------------------------------------------------
 
     def _describe(self, sobject: str) -> dict[str, dict[str, Any]]:

@@ -149,6 +149,11 @@ class SalesforceHttp:
     def base_url(self) -> str:
         return str(self._client.base_url)
 
+    @property
+    def client(self) -> httpx.Client:
+        """The underlying client, for instrumentation (metrics hooks)."""
+        return self._client
+
     def close(self) -> None:
         self._client.close()
 

@@ -7,10 +7,11 @@ source paths that a tier account can have, one source per property, the upsert k
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Final, get_args
 
 from syncd.domain.diff import FieldRule, Owner, Policy
-from syncd.domain.transforms import JOINS, TRANSFORMS
+from syncd.domain.transforms import JOINS, TRANSFORMS, Transform
 
 
 class MappingError(ValueError):
@@ -107,6 +108,16 @@ class FieldMap:
     def paths(self) -> tuple[str, ...]:
         """The source paths, in order."""
         return (self.source,) if isinstance(self.source, str) else self.source
+
+    @cached_property
+    def segments(self) -> tuple[tuple[str, ...], ...]:
+        """Each source path split at its dots; computed once, as `apply` runs for every account."""
+        return tuple(tuple(path.split(".")) for path in self.paths)
+
+    @cached_property
+    def convert(self) -> Transform:
+        """The transform's function."""
+        return TRANSFORMS[self.transform]
 
     @property
     def rule(self) -> FieldRule:

@@ -37,7 +37,7 @@ from collections.abc import Mapping as AnyMapping
 from typing import Any, Final, Literal
 
 from syncd.domain.fieldmap import FieldMap, Mapping, MappingError
-from syncd.domain.transforms import TRANSFORMS, UnmappableValue
+from syncd.domain.transforms import UnmappableValue
 
 __all__ = [
     "FieldMap",
@@ -215,10 +215,11 @@ def _without_target(message: str, target: str) -> str:
     return message.removeprefix(f"{target}: ")
 
 
-def _resolve(record: AnyMapping[str, Any], path: str) -> Any:
+def _resolve(record: AnyMapping[str, Any], segments: tuple[str, ...]) -> Any:
     value: Any = record
-    for segment in path.split("."):
-        if not isinstance(value, AnyMapping):
+    for segment in segments:
+        # JSON objects are dicts: the exact type test spares the slow ABC check on every step.
+        if type(value) is not dict and not isinstance(value, AnyMapping):
             return None
         value = value.get(segment)
     return value
@@ -227,9 +228,9 @@ def _resolve(record: AnyMapping[str, Any], path: str) -> Any:
 def _fill(fields: tuple[FieldMap, ...], ta: AnyMapping[str, Any]) -> Record:
     out: Record = {}
     for fieldmap in fields:
-        values = [_resolve(ta, path) for path in fieldmap.paths]
+        values = [_resolve(ta, segments) for segments in fieldmap.segments]
         try:
-            out[fieldmap.target] = TRANSFORMS[fieldmap.transform](values)
+            out[fieldmap.target] = fieldmap.convert(values)
         except UnmappableValue as exc:
             raise UnmappableValue(f"{fieldmap.target} from {fieldmap.source}: {exc}") from None
     return out

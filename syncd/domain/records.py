@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-ACCOUNT_ID = re.compile(r"TA-\d{4}-\d{4}-\d{4}")
+# ASCII digits only: `\d` alone also matches the digits of other scripts (Arabic-Indic ones).
+ACCOUNT_ID = re.compile(r"TA-\d{4}-\d{4}-\d{4}", re.ASCII)
 # The two trailing counters are three digits in every example; more are allowed (INFERRED).
-REQUEST_ID = re.compile(r"TAR-\d{4}-\d{4}-\d{4}-\d{3,}-\d{3,}")
-PRODUCT_ID = re.compile(r"PRD-\d{3}-\d{3}-\d{3}")
+REQUEST_ID = re.compile(r"TAR-\d{4}-\d{4}-\d{4}-\d{3,}-\d{3,}", re.ASCII)
+PRODUCT_ID = re.compile(r"PRD-\d{3}-\d{3}-\d{3}", re.ASCII)
 ACCOUNT_TYPES = frozenset({"customer", "reseller"})
 ENVIRONMENTS = frozenset({"production", "test", "preview"})
 REQUEST_STATUSES = frozenset({"pending", "accepted", "ignored", "unsupported"})
@@ -104,7 +105,11 @@ class _Checker:
                 self.problems.append(f"{path or 'value'}: contains a NUL character")
         elif isinstance(value, dict):
             for key, item in value.items():
-                self._no_nul(item, f"{path}.{key}" if path else str(key))
+                where = f"{path}.{key}" if path else str(key)
+                if "\x00" in key:
+                    # Keys too: Postgres `jsonb` refuses the whole page over one of them.
+                    self.problems.append(f"{where!r}: a property name contains a NUL character")
+                self._no_nul(item, where)
         elif isinstance(value, list):
             for index, item in enumerate(value):
                 self._no_nul(item, f"{path}[{index}]")

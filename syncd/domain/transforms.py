@@ -25,6 +25,8 @@ def text(value: Any) -> str | None:
     """A scalar JSON value as trimmed text; None for null or blank."""
     if value is None:
         return None
+    if type(value) is str:  # the common case first: most values are strings
+        return value.strip() or None
     if isinstance(value, bool):
         # bool before int: JSON true is a Python int too.
         return "true" if value else "false"

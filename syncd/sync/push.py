@@ -36,7 +36,7 @@ from syncd.store.links import Candidate, Selection, iter_candidates, record_conf
 from syncd.store.runs import LedgerEntry, record
 from syncd.sync.prefetch import prefetch
 from syncd.sync.pull import Stopped
-from syncd.sync.push_plan import Planned, PlannedBatch, Planner, PlanReport
+from syncd.sync.push_plan import Planned, PlannedBatch, Planner, PlanReport, same_key
 
 __all__ = ["PlanReport", "PushCounts", "PushOptions", "PushPhase"]
 
@@ -158,7 +158,7 @@ class PushPhase:
                 self.mapping.contact_key_property: planned.contact_key,
             }
             key_held = held.contact.get(self.mapping.contact_key_property) if held else None
-            if held is not None and held.contact_id and _same_key(key_held, planned.contact_key):
+            if held is not None and held.contact_id and same_key(key_held, planned.contact_key):
                 contact_id = held.contact_id
         crm_id = held.crm_id if held is not None else None
         return Upsert(plan.key, fields, contact, crm_id=crm_id, contact_id=contact_id)
@@ -280,11 +280,6 @@ class PushPhase:
                     }
                 )
         return rows
-
-
-def _same_key(a: str | None, b: str | None) -> bool:
-    """Whether two contact keys name the same contact (emails ignore case)."""
-    return bool(a and b) and (a or "").strip().lower() == (b or "").strip().lower()
 
 
 def _refused_as_a_whole(status: int | None) -> bool:

@@ -73,6 +73,11 @@ class PlanReport:
             self.unchanged += 1
 
 
+def same_key(a: str | None, b: str | None) -> bool:
+    """Whether two contact keys name the same contact (emails ignore case)."""
+    return bool(a and b) and (a or "").strip().lower() == (b or "").strip().lower()
+
+
 class Planner:
     """Reads and diffs batches of candidates for one CRM and mapping."""
 
@@ -146,7 +151,13 @@ class Planner:
                 contact = AccountDiff(create=False, new_last=dict(candidate.synced_contact or {}))
             else:
                 crm_contact = held.contact if held is not None and held.contact_id else None
-                contact = diff(
-                    wanted_contact, crm_contact, candidate.synced_contact, self._contact_rules
+                last = candidate.synced_contact
+                key_held = (
+                    crm_contact.get(self.mapping.contact_key_property) if crm_contact else None
                 )
+                if crm_contact is not None and not same_key(key_held, contact_key):
+                    # Another key is another CRM record (HubSpot: a changed email is a new
+                    # contact): it gets every field, as a created record does.
+                    crm_contact = last = None
+                contact = diff(wanted_contact, crm_contact, last, self._contact_rules)
         return Planned(candidate, Plan(candidate.account_id, account, contact), held, contact_key)

@@ -25,6 +25,7 @@ from syncd.sim.hubspot_store import PropertyDef
 from tests.integration.hubspot_support import TOKEN, FakeClock, Spec, load_specs
 
 COMPANY_UPSERTS = "/crm/v3/objects/companies/batch/upsert"
+COMPANY_CREATES = "/crm/v3/objects/companies/batch/create"
 CONTACT_UPSERTS = "/crm/v3/objects/contacts/batch/upsert"
 CONTACT_CREATES = "/crm/v3/objects/contacts/batch/create"
 CONTACT_READS = "/crm/v3/objects/contacts/batch/read"
@@ -141,8 +142,9 @@ def test_a_thousand_new_accounts_take_two_calls_per_hundred_then_a_hundred_chang
 
     assert {r.outcome for r in results} == {Outcome.DONE}
     assert all(r.crm_id and r.contact_id for r in results)
-    calls = [COMPANY_UPSERTS, CONTACT_CREATES, CONTACT_UPSERTS, LINKS]
-    assert [posts(server, p) for p in calls] == [10, 10, 0, 0]  # contacts linked inline
+    calls = [COMPANY_CREATES, COMPANY_UPSERTS, CONTACT_CREATES, CONTACT_UPSERTS, LINKS]
+    # Contacts upserted first, then companies created with the link to their contact inline.
+    assert [posts(server, p) for p in calls] == [10, 0, 0, 10, 0]
     assert (len(sim.companies), len(sim.contacts)) == (1000, 1000)
     company = sim.company(key(7))
     assert company is not None
@@ -156,14 +158,21 @@ def test_a_thousand_new_accounts_take_two_calls_per_hundred_then_a_hundred_chang
     found = list(adapter.changed_since(since))
 
     # The read found each contact linked: a plain upsert, no association call.
-    assert [posts(server, p) for p in calls] == [1, 0, 1, 0]
+    assert [posts(server, p) for p in calls] == [0, 1, 0, 1, 0]
     assert sorted(r.key for r in found) == sorted(c.key for c in changed)  # each once
     assert all(r.fields["name"] == f"Renamed {int(r.key[3:7])}" for r in found)
     assert all(r.contact["email"] == f"buyer{int(r.key[3:7])}@example.com" for r in found)
     assert all(r.modified_at is not None and r.modified_at >= since for r in found)
 
 
-def test_a_contact_made_elsewhere_is_upserted_and_linked_alone_while_the_others_are_created(
+def existing_companies(adapter: HubSpotAdapter, count: int) -> list[Upsert]:
+    """Accounts whose companies exist without a contact, as the push phase has them after its
+    read: each account's contact is then new to its company."""
+    adapter.upsert([replace(account(i), contact=None) for i in range(count)])
+    return [as_read(account(i), adapter) for i in range(count)]
+
+
+def test_new_accounts_take_two_calls_even_when_a_contact_exists_already(
     adapter: HubSpotAdapter,
     server: SimServer,
     sim: HubSpotSim,
@@ -174,6 +183,31 @@ def test_a_contact_made_elsewhere_is_upserted_and_linked_alone_while_the_others_
     server.clear_log()
 
     results = adapter.upsert([account(i) for i in range(10)])
+
+    assert {r.outcome for r in results} == {Outcome.DONE}
+    calls = [CONTACT_UPSERTS, COMPANY_CREATES, CONTACT_CREATES, LINKS, CONTACT_READS]
+    assert [posts(server, p) for p in calls] == [1, 1, 0, 0, 0]
+    ann = sim.contact("buyer5@example.com")
+    assert ann is not None
+    assert results[5].contact_id == str(ann.id)
+    assert sorted(sim.associations.companies_of(ann.id)) == sorted(
+        c.id for c in (sim.company("TA-OTHER"), sim.company(key(5))) if c is not None
+    )
+    assert len(sim.contacts) == 10
+
+
+def test_a_contact_made_elsewhere_is_upserted_and_linked_alone_while_the_others_are_created(
+    adapter: HubSpotAdapter,
+    server: SimServer,
+    sim: HubSpotSim,
+    open_adapter: Callable[..., HubSpotAdapter],
+) -> None:
+    items = existing_companies(adapter, 10)
+    other = open_adapter()  # another process: this adapter has not seen its contact
+    other.upsert([other_account_of(account(5))])
+    server.clear_log()
+
+    results = adapter.upsert(items)
 
     assert {r.outcome for r in results} == {Outcome.DONE}
     creates = server.requests_matching("POST", f"^{CONTACT_CREATES}$")
@@ -196,10 +230,11 @@ def test_a_contact_made_elsewhere_is_upserted_and_linked_alone_while_the_others_
 def test_a_contact_shared_with_an_account_of_an_earlier_batch_is_upserted_and_linked(
     adapter: HubSpotAdapter, server: SimServer, sim: HubSpotSim
 ) -> None:
+    items = existing_companies(adapter, 10)
     adapter.upsert([other_account_of(account(5))])
     server.clear_log()
 
-    results = adapter.upsert([account(i) for i in range(10)])
+    results = adapter.upsert(items)
 
     assert {r.outcome for r in results} == {Outcome.DONE}
     creates = server.requests_matching("POST", f"^{CONTACT_CREATES}$")
@@ -213,10 +248,10 @@ def test_a_contact_shared_with_an_account_of_an_earlier_batch_is_upserted_and_li
     assert len(sim.contacts) == 10
 
 
-def test_a_contact_whose_create_answer_was_lost_is_found_linked_and_then_only_upserted(
+def test_a_company_whose_create_answer_was_lost_is_found_linked_and_then_only_upserted(
     adapter: HubSpotAdapter, server: SimServer, sim: HubSpotSim
 ) -> None:
-    server.faults.inject(Fault(drop_response=True, match="contacts/batch/create"))
+    server.faults.inject(Fault(drop_response=True, match="companies/batch/create"))
 
     first = adapter.upsert([account(1), account(2)])
 
@@ -226,8 +261,29 @@ def test_a_contact_whose_create_answer_was_lost_is_found_linked_and_then_only_up
     server.clear_log()
 
     assert {r.outcome for r in adapter.upsert(again)} == {Outcome.DONE}
-    assert (posts(server, CONTACT_CREATES), posts(server, LINKS)) == (0, 0)
+    assert [posts(server, p) for p in (COMPANY_CREATES, CONTACT_CREATES, LINKS)] == [0, 0, 0]
     assert (len(sim.companies), len(sim.contacts)) == (2, 2)
+
+
+def test_a_contact_whose_upsert_answer_was_lost_is_linked_next_time_without_a_duplicate(
+    adapter: HubSpotAdapter, server: SimServer, sim: HubSpotSim
+) -> None:
+    server.faults.inject(Fault(drop_response=True, match="contacts/batch/upsert"))
+
+    first = adapter.upsert([account(1), account(2)])
+
+    assert {r.outcome for r in first} == {Outcome.UNKNOWN}
+    assert all(r.crm_id for r in first)  # the companies were created, without a link
+    again = [as_read(account(i), adapter) for i in (1, 2)]
+    assert all(item.crm_id and not item.contact_id for item in again)
+
+    assert {r.outcome for r in adapter.upsert(again)} == {Outcome.DONE}
+    assert (len(sim.companies), len(sim.contacts)) == (2, 2)
+    for i in (1, 2):
+        company = sim.company(key(i))
+        assert company is not None
+        emails = [c.value("email") for c in sim.company_contacts(company)]
+        assert emails == [f"buyer{i}@example.com"]
 
 
 def test_a_company_found_unchanged_is_not_written_when_only_its_contact_changes(
@@ -265,13 +321,13 @@ def test_a_lost_answer_leaves_the_batch_unknown_and_read_back_settles_it_without
     adapter: HubSpotAdapter, server: SimServer, sim: HubSpotSim
 ) -> None:
     items = [account(i) for i in range(100)]
-    server.faults.inject(Fault(drop_response=True, match="companies/batch/upsert"))
+    server.faults.inject(Fault(drop_response=True, match="companies/batch/create"))
 
     first = adapter.upsert(items)
 
     assert {r.outcome for r in first} == {Outcome.UNKNOWN}
-    assert posts(server, COMPANY_UPSERTS) == 1  # not re-sent blindly
-    assert posts(server, CONTACT_UPSERTS) == 0
+    assert posts(server, COMPANY_CREATES) == 1  # not re-sent blindly
+    assert posts(server, COMPANY_UPSERTS) == 0
     found = adapter.read([i.key for i in items])
     assert sorted(found) == sorted(i.key for i in items)  # the write was applied
 
@@ -286,7 +342,7 @@ def test_a_reset_before_anything_was_applied_is_unknown_too_and_read_back_finds_
     adapter: HubSpotAdapter, server: SimServer, sim: HubSpotSim
 ) -> None:
     items = [account(i) for i in range(3)]
-    server.faults.inject(Fault(reset=True, match="companies/batch/upsert"))
+    server.faults.inject(Fault(reset=True, match="companies/batch/create"))
 
     first = adapter.upsert(items)
 
@@ -327,7 +383,7 @@ def test_a_ten_secondly_429_is_waited_out_for_the_window_then_retried(
     adapter: HubSpotAdapter, server: SimServer, clock: FakeClock
 ) -> None:
     window = {"X-HubSpot-RateLimit-Interval-Milliseconds": "10000"}
-    server.faults.inject(Fault(status=429, headers=window, match="companies/batch/upsert"), times=2)
+    server.faults.inject(Fault(status=429, headers=window, match="companies/batch/create"), times=2)
 
     results = adapter.upsert([account(1)])
 
@@ -383,18 +439,18 @@ def test_the_rate_limits_are_paced_from_the_headers_instead_of_collecting_429s(
 def test_server_errors_are_retried_within_the_budget_then_leave_the_records_to_retry(
     adapter: HubSpotAdapter, server: SimServer, clock: FakeClock
 ) -> None:
-    server.faults.inject(Fault(status=503, match="companies/batch/upsert"), times=50)
+    server.faults.inject(Fault(status=503, match="companies/batch/create"), times=50)
 
     results = adapter.upsert([account(1), account(2)])
 
     assert {r.outcome for r in results} == {Outcome.RETRY}
-    assert posts(server, COMPANY_UPSERTS) == RetryPolicy().attempts
+    assert posts(server, COMPANY_CREATES) == RetryPolicy().attempts
 
 
 def test_a_locked_record_is_retried_after_at_least_two_seconds(
     adapter: HubSpotAdapter, server: SimServer, clock: FakeClock
 ) -> None:
-    server.faults.inject(Fault(status=423, match="contacts/batch/create"))
+    server.faults.inject(Fault(status=423, match="contacts/batch/upsert"))
 
     assert adapter.upsert([account(1)])[0].outcome is Outcome.DONE
     assert clock.sleeps
@@ -499,7 +555,7 @@ def test_the_date_versioned_api_reaches_the_same_records(
     adapter.upsert([account(1)])
 
     assert key(1) in adapter.read([key(1)])
-    assert posts(server, "/crm/objects/2026-03/companies/batch/upsert") == 1
+    assert posts(server, "/crm/objects/2026-03/companies/batch/create") == 1
 
 
 def test_the_adapters_requests_match_hubspots_request_schemas(

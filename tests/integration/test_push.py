@@ -14,7 +14,7 @@ from syncd import crashpoints
 from syncd.connect.client import ConnectClient
 from syncd.crm.memory import MemoryCrm
 from syncd.crm.port import CrmError, CrmRecord
-from syncd.domain.mapping import default_mapping, mapping_from_toml
+from syncd.domain.mapping import apply, default_mapping, mapping_from_toml
 from syncd.sim.connect import ConnectSim
 from syncd.store.links import Selection, save_links
 from syncd.store.schema import crm_conflicts, crm_links, sync_ledger
@@ -77,6 +77,27 @@ def test_a_changed_account_is_updated_with_only_its_changed_fields(
     assert last.key == account_id
     assert set(last.fields) == {"name", "connect_account_id"}
     assert crm.get(account_id).fields["name"] == "Renamed Holdings"  # type: ignore[union-attr]
+
+
+def test_a_changed_contact_key_writes_every_field_of_the_new_contact(
+    engine: Engine, sim: ConnectSim, client: ConnectClient, crm: MemoryCrm
+) -> None:
+    sim.seed(6, accounts=5)
+    cycle(engine, client, crm)
+    account_id = sorted(sim.accounts)[1]
+    sim.change_account(account_id, contact_info={"contact": {"email": "New.Person@Example.com"}})
+
+    result = cycle(engine, client, crm)
+
+    # Another email is another HubSpot contact: only the email changed in Connect, but the new
+    # contact needs the name and phone too.
+    assert result.counts["push"]["updated"] == 1
+    last = crm.writes[-1]
+    wanted = apply(MAPPING, sim.account(account_id))[1]
+    assert wanted is not None
+    assert last.key == account_id
+    assert last.contact == {k: v for k, v in wanted.items() if v is not None}
+    assert set(last.contact) > {"email"}
 
 
 def test_a_rejected_record_is_retried_next_cycle_without_blocking_the_others(
