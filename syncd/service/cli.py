@@ -7,6 +7,7 @@ failed (they are in the ledger).
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 def _settings(args: argparse.Namespace) -> Settings:
     settings = load_settings(args.config)
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, secrets=logs.secret_values(settings))
     return settings
 
 
@@ -34,6 +35,15 @@ def cmd_db(args: argparse.Namespace) -> int:
     settings = _settings(args)
     engine = bootstrap.engine(settings)
     try:
+        if args.db_command == "grant-readonly":
+            from syncd.store.grants import RoleNotFoundError, grant_readonly
+
+            try:
+                print(grant_readonly(engine, args.role, create=args.create).summary())
+            except RoleNotFoundError as exc:
+                print(f"syncd: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            return EXIT_OK
         if args.db_command == "upgrade":
             migrate.upgrade(engine, args.revision)
             print(f"database at {migrate.current(engine)} (head {migrate.head()})")
@@ -58,6 +68,13 @@ def cmd_db(args: argparse.Namespace) -> int:
         engine.dispose()
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from syncd.service.check import run
+
+    logs.configure("WARNING")
+    return run(args.config, sys.stdout)
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
     from syncd.service.oneshot import run_once
     from syncd.store.links import Selection
@@ -69,6 +86,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         as_json=args.json,
         reconcile=args.reconcile,
+        wait=args.wait,
     )
 
 
@@ -86,7 +104,14 @@ def cmd_resync(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         as_json=args.json,
         reconcile=True,
+        wait=args.wait,
     )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from syncd.service.daemon import run_daemon
+
+    return run_daemon(_settings(args))
 
 
 def cmd_crm(args: argparse.Namespace) -> int:
@@ -110,7 +135,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings(args)
     engine = bootstrap.engine(settings)
     try:
-        return print_status(engine, as_json=args.json)
+        return print_status(engine, as_json=args.json, runs=args.runs)
     finally:
         engine.dispose()
 
@@ -145,7 +170,19 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.add_argument("revision", nargs="?", default="head")
     db_commands.add_parser("current", help="print the schema revision (exit 1 if behind)")
     db_commands.add_parser("check", help="compare the database schema with the code")
+    grant = db_commands.add_parser(
+        "grant-readonly", help="let ROLE read every table and view of syncd's (dashboards)"
+    )
+    grant.add_argument("role", metavar="ROLE", help="an existing role (see --create)")
+    grant.add_argument(
+        "--create", action="store_true", help="create ROLE first, as a NOLOGIN group role"
+    )
     db.set_defaults(handler=cmd_db)
+
+    run = commands.add_parser(
+        "run", help="the daemon: a cycle every SYNCD_INTERVAL, a reconcile on its own schedule"
+    )
+    run.set_defaults(handler=cmd_run)
 
     sync = commands.add_parser("sync", help="one cycle now, then exit")
     sync.add_argument("--reconcile", action="store_true", help="also scan every account")
@@ -172,8 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
     crm_commands.add_parser("setup", help="create or check the CRM properties syncd needs")
     crm.set_defaults(handler=cmd_crm)
 
+    check = commands.add_parser(
+        "check", help="configuration and reachability of Postgres, Connect and the CRM"
+    )
+    check.set_defaults(handler=cmd_check)
+
     status = commands.add_parser("status", help="last runs, backlog and failures")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--runs", type=int, default=5, metavar="N", help="last N runs (default 5)")
     status.set_defaults(handler=cmd_status)
 
     accounts = commands.add_parser("accounts", help="the per-account sync flag and overrides")
@@ -218,6 +261,13 @@ def _plan_options(parser: argparse.ArgumentParser) -> None:
         help="print the plan (creates, updates by field, conflicts); write nothing",
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="wait while another syncd runs a cycle on the database (default); with "
+        "--no-wait, exit 1 at once instead",
+    )
 
 
 def _moment(text: str) -> datetime:
@@ -239,6 +289,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a failure no command handled (e.g. Postgres unreachable)
+        # Logged, so that the secret filter sees the message and the traceback: a driver's
+        # error may quote the database URL it was given.
+        logging.getLogger("syncd").error(
+            "command_failed",
+            exc_info=True,
+            extra={"command": args.command, "error": f"{type(exc).__name__}: {exc}"},
+        )
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover

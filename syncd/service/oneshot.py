@@ -7,16 +7,21 @@ still refreshes syncd's own mirror) and printed instead of being written to the 
 from __future__ import annotations
 
 import json
+import sys
 from contextlib import ExitStack
 from dataclasses import asdict
 from typing import Any
 
 from syncd import bootstrap
 from syncd.config import Settings
+from syncd.service.locking import LockBusy, writer_lock
+from syncd.service.progress import ProgressReporter
 from syncd.store import migrate
 from syncd.store.links import Selection
 from syncd.sync.cycle import CycleResult, run_cycle
 from syncd.sync.push import PlanReport, PushOptions
+
+EXIT_LOCK_BUSY = 1
 
 
 def run_once(
@@ -27,16 +32,22 @@ def run_once(
     dry_run: bool,
     as_json: bool,
     reconcile: bool = False,
+    wait: bool = True,
 ) -> int:
-    """Run one cycle and print its outcome (or its plan); return the exit code."""
+    """Run one cycle under the writer lock and print its outcome (or its plan); return the
+    exit code. Without `wait`, exit 1 at once when another process holds the lock."""
     engine = bootstrap.engine(settings)
     try:
         migrate.require_current(engine)
         fields = bootstrap.mapping(settings)
         with ExitStack() as stack:
-            client = stack.enter_context(bootstrap.connect_client(settings))
-            crm = bootstrap.checked_crm(settings, fields)
+            budget = bootstrap.retry_budget(settings)  # shared by both clients
+            client = stack.enter_context(bootstrap.connect_client(settings, budget=budget))
+            crm = bootstrap.checked_crm(settings, fields, budget=budget)
             stack.callback(getattr(crm, "close", lambda: None))
+            locked = stack.enter_context(writer_lock(engine, wait=wait, command=kind))
+            # Progress on stderr (a bar on a terminal); the outcome goes to stdout.
+            reporter = stack.enter_context(ProgressReporter(kind, sys.stderr))
             result = run_cycle(
                 engine,
                 client,
@@ -49,12 +60,20 @@ def run_once(
                 push=PushOptions(selection=selection, dry_run=dry_run),
                 sync_default=settings.sync_default == "on",
                 disabled_tar_policy=settings.disabled_tar_policy,
+                writeback_concurrency=settings.writeback_concurrency,
+                progress=reporter.phase_started,
+                should_stop=locked.should_stop,
+                retry_budget=budget,
             )
+            locked.finish(result)
         if dry_run and result.push is not None:
             print_plan(result.push.report, as_json)
         else:
             print_result(result, as_json)
         return result.exit_code
+    except LockBusy as exc:
+        print(f"syncd {kind}: {exc}", file=sys.stderr)
+        return EXIT_LOCK_BUSY
     finally:
         engine.dispose()
 

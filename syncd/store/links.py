@@ -108,6 +108,13 @@ def iter_candidates(
         after = rows[-1].id
 
 
+def count_candidates(engine: Engine, selection: Selection, now: datetime) -> int:
+    """How many accounts `iter_candidates` would yield now (one count query; for progress)."""
+    query = select(func.count()).select_from(_candidates(selection, now).subquery())
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
 def save_links(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Upsert link rows; each dict holds `account_id` and the columns to set.
 

@@ -1,0 +1,247 @@
+"""Health, readiness and metrics over HTTP (`SYNCD_HTTP_ADDR`, "host:port"; empty turns it off).
+
+- `GET /healthz`: 200 `ok` while the process lives (a liveness probe).
+- `GET /readyz`: 200 when ready, else 503; the body is one line of JSON with the reason.
+- `GET /metrics`: the Prometheus text format.
+
+Readiness: the database answers within a short timeout, and a cycle ran to its end (outcome
+`success` or `partial`) no longer ago than 3 intervals. That cycle is read from `sync_runs`, so it
+may be any process's on the same database: a hot standby is ready while the active replica syncs,
+and every replica turns unready together when nobody does. A `partial` cycle counts, or one
+record the CRM keeps refusing would make the service unready for ever. During the first 3
+intervals after start the second condition is waived (the first cycle may still be running).
+Bodies never hold a setting's value: reasons are fixed texts (`syncd.service.dbprobe`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+
+from syncd.config import ConfigError
+from syncd.service.dbprobe import DbProbe, ProbeFailed
+from syncd.service.metrics import CONTENT_TYPE, Metrics
+
+logger = logging.getLogger(__name__)
+
+INTERVALS = 3
+"""How many intervals a completed cycle keeps the service ready."""
+
+# The newest completed run by the `started_at` index: runs are serialised by the writer lock,
+# so the newest started is the newest finished. The age is computed by the database's clock.
+LAST_COMPLETED_AGE = text(
+    """
+    SELECT extract(epoch FROM now() - finished_at) AS age
+    FROM sync_runs
+    WHERE outcome IN ('success', 'partial') AND finished_at IS NOT NULL
+    ORDER BY started_at DESC
+    LIMIT 1
+    """
+)
+
+
+def parse_http_addr(value: str) -> tuple[str, int] | None:
+    """`host:port` (`[v6]:port`; an empty host listens on every interface) -> (host, port);
+    None when `value` is empty (the listener is off). ConfigError names the setting."""
+    value = value.strip()
+    if not value:
+        return None
+    host, sep, port = value.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
+        host = host[1:-1]
+    # An IPv6 host needs its brackets: in `::1:9108` the port is ambiguous.
+    stray = "[" in host or "]" in host or (":" in host and not bracketed)
+    if not sep or not port.isdigit() or int(port) > 65535 or stray:
+        raise ConfigError(
+            f"SYNCD_HTTP_ADDR: expected host:port such as 127.0.0.1:9108, got {value!r}"
+        )
+    return host, int(port)
+
+
+@dataclass(frozen=True)
+class ReadyState:
+    ready: bool
+    reason: str
+    last_success_age_seconds: float | None = None
+
+    def body(self) -> bytes:
+        return json.dumps(asdict(self), separators=(", ", ": ")).encode() + b"\n"
+
+
+def _last_completed_age(conn: Connection) -> float | None:
+    age = conn.execute(LAST_COMPLETED_AGE).scalar()
+    return None if age is None else max(0.0, float(age))
+
+
+class Readiness:
+    """Decides /readyz, as the module docstring says. `clock` is monotonic seconds."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        interval: float,
+        *,
+        timeout: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = INTERVALS * interval
+        self.probe = DbProbe(engine, timeout, name="readiness")
+        self.clock = clock
+        self.started = clock()
+
+    def check(self) -> ReadyState:
+        """Ask the database, then apply `decide`."""
+        try:
+            age = self.probe.run(_last_completed_age)
+        except ProbeFailed as exc:
+            return ReadyState(False, str(exc))
+        return decide(age, self.clock() - self.started, self.limit)
+
+
+def decide(age: float | None, uptime: float, limit: float) -> ReadyState:
+    """Ready when a cycle completed `age` seconds ago with `age <= limit`, or, whatever the age,
+    while the process is younger than `limit` (`uptime` seconds)."""
+    rounded = None if age is None else round(age, 1)
+    if age is not None and age <= limit:
+        return ReadyState(True, "a cycle completed within 3 intervals", rounded)
+    if uptime < limit:
+        return ReadyState(True, "starting: within 3 intervals of start", rounded)
+    if age is None:
+        return ReadyState(False, "no cycle has completed yet")
+    return ReadyState(
+        False, f"last completed cycle {age:.0f}s ago, over 3 intervals ({limit:g}s)", rounded
+    )
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("http_request", extra={"line": format % args})
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/healthz":
+            self._send(200, b"ok\n", "text/plain; charset=utf-8")
+        elif path == "/readyz":
+            state = self.server.ready()
+            self._send(200 if state.ready else 503, state.body(), "application/json")
+        elif path == "/metrics" and self.server.metrics is not None:
+            self._send(200, self.server.metrics.exposition(), CONTENT_TYPE)
+        else:
+            self._send(404, b"not found\n", "text/plain; charset=utf-8")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    metrics: Metrics | None
+    readiness: Readiness | None
+
+    def ready(self) -> ReadyState:
+        if self.readiness is None:
+            return ReadyState(True, "no readiness checks configured")
+        return self.readiness.check()
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class HealthServer:
+    """The listener, served from a daemon thread. `addr` empty: start() and stop() do nothing."""
+
+    def __init__(
+        self, addr: str, *, metrics: Metrics | None = None, readiness: Readiness | None = None
+    ) -> None:
+        self.bind = parse_http_addr(addr)
+        self.metrics = metrics
+        self.readiness = readiness
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.bind is not None
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """The bound (host, port), once started: port 0 asks for a free one."""
+        if self._server is None:
+            return None
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str | None:
+        address = self.address
+        if address is None:
+            return None
+        host, port = address
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def start(self) -> HealthServer:
+        """Listen and serve; ConfigError when the address cannot be bound."""
+        if self.bind is None or self._server is not None:
+            return self
+        host, port = self.bind
+        cls = _Server6 if ":" in host else _Server
+        try:
+            server = cls((host, port), _Handler)
+        except OSError as exc:
+            raise ConfigError(
+                f"SYNCD_HTTP_ADDR: cannot listen on {host}:{port}: {exc.strerror}"
+            ) from None
+        server.metrics = self.metrics
+        server.readiness = self.readiness
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="syncd-http",
+            daemon=True,
+        )
+        self._thread.start()
+        logger.info("http_listening", extra={"address": self.url})
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket. Safe to call twice."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        server.server_close()
+
+    def __enter__(self) -> HealthServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
