@@ -7,12 +7,15 @@ The database comes from `config.attributes["connection"]` when the caller passes
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from logging.config import fileConfig
 from typing import Any
 
 from alembic import context, util
+from alembic.runtime.migration import MigrationContext, MigrationInfo
 from sqlalchemy import Connection, create_engine, pool, text
 
+from syncd import crashpoints
 from syncd.config import ConfigError, load_settings
 from syncd.store.schema import metadata
 
@@ -50,8 +53,16 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+def _revision_applied(
+    ctx: MigrationContext, step: MigrationInfo, heads: Collection[Any], run_args: Mapping[str, Any]
+) -> None:
+    # A named point between two revisions (syncd.crashpoints): the tests kill `syncd db upgrade`
+    # there and check that the database stays at the revision it started from.
+    crashpoints.reach("migrate.revision_applied")
+
+
 def _run_migrations(connection: Connection) -> None:
-    context.configure(connection=connection, **OPTIONS)
+    context.configure(connection=connection, on_version_apply=_revision_applied, **OPTIONS)
     with context.begin_transaction():
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         context.run_migrations()

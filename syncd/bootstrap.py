@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 
+import httpx
 from sqlalchemy import Engine, create_engine
 
 from syncd.config import ConfigError, Settings
@@ -12,7 +14,7 @@ from syncd.crm.hubspot import HubSpotAdapter
 from syncd.crm.port import CrmPort
 from syncd.crm.salesforce import SalesforceAdapter
 from syncd.domain.mapping import Mapping, MappingError, check_against, mapping_from_toml
-from syncd.retry import RetryPolicy
+from syncd.retry import RetryBudget, RetryPolicy
 from syncd.sync.pull import PullOptions
 
 
@@ -26,11 +28,20 @@ def engine(settings: Settings) -> Engine:
     )
 
 
-def retry_policy(settings: Settings) -> RetryPolicy:
-    return RetryPolicy(attempts=settings.retry_attempts, max_seconds=settings.retry_max_seconds)
+def retry_budget(settings: Settings) -> RetryBudget:
+    """One budget for the retries of a run, to share between the Connect client and the CRM
+    adapter (`run_cycle` resets it as each run starts). `retry_budget` 0 makes it unlimited: it
+    then only counts the run's retries."""
+    return RetryBudget(settings.retry_budget or sys.maxsize)
 
 
-def connect_client(settings: Settings) -> ConnectClient:
+def retry_policy(settings: Settings, budget: RetryBudget | None = None) -> RetryPolicy:
+    return RetryPolicy(
+        attempts=settings.retry_attempts, max_seconds=settings.retry_max_seconds, budget=budget
+    )
+
+
+def connect_client(settings: Settings, *, budget: RetryBudget | None = None) -> ConnectClient:
     settings.require("connect_api_key")
     assert settings.connect_api_key is not None
     return ConnectClient(
@@ -38,7 +49,7 @@ def connect_client(settings: Settings) -> ConnectClient:
         settings.connect_api_key.get_secret_value(),
         timeout=settings.http_timeout,
         page_size=settings.page_size,
-        retry=retry_policy(settings),
+        retry=retry_policy(settings, budget),
     )
 
 
@@ -47,6 +58,7 @@ def pull_options(settings: Settings) -> PullOptions:
         page_size=settings.page_size,
         overlap=timedelta(seconds=settings.overlap_window),
         product_ttl=timedelta(seconds=settings.product_ttl),
+        concurrency=settings.pull_concurrency,
     )
 
 
@@ -58,7 +70,7 @@ def mapping(settings: Settings) -> Mapping:
         raise ConfigError(str(exc)) from None
 
 
-def crm(settings: Settings, fields: Mapping) -> CrmPort:
+def crm(settings: Settings, fields: Mapping, *, budget: RetryBudget | None = None) -> CrmPort:
     """The configured CRM adapter, reading and writing the properties `fields` maps."""
     account = [f.target for f in fields.account]
     contact = [f.target for f in fields.contact]
@@ -69,7 +81,7 @@ def crm(settings: Settings, fields: Mapping) -> CrmPort:
             settings.hubspot_url,
             settings.hubspot_token.get_secret_value(),
             timeout=settings.http_timeout,
-            retry=retry_policy(settings),
+            retry=retry_policy(settings, budget),
             company_fields=account,
             contact_fields=contact,
             key_property=fields.key_property,
@@ -89,14 +101,26 @@ def crm(settings: Settings, fields: Mapping) -> CrmPort:
         refresh_token=refresh.get_secret_value() if refresh else None,
         client_id=settings.salesforce_client_id,
         client_secret=secret.get_secret_value() if secret else None,
-        retry=retry_policy(settings),
+        retry=retry_policy(settings, budget),
         timeout=settings.http_timeout,
     )
 
 
-def checked_crm(settings: Settings, fields: Mapping) -> CrmPort:
+def http_clients(
+    connect: ConnectClient, adapter: CrmPort | None = None
+) -> list[tuple[str, httpx.Client]]:
+    """The httpx clients to instrument, by system (`connect`, `hubspot`, `salesforce`)."""
+    clients = [("connect", connect.httpx_client)]
+    if isinstance(adapter, HubSpotAdapter | SalesforceAdapter):
+        clients.append((adapter.name, adapter.httpx_client))
+    return clients
+
+
+def checked_crm(
+    settings: Settings, fields: Mapping, *, budget: RetryBudget | None = None
+) -> CrmPort:
     """The CRM adapter, after checking that the CRM has every mapped property (exit 2 if not)."""
-    adapter = crm(settings, fields)
+    adapter = crm(settings, fields, budget=budget)
     missing = check_against(fields, adapter.properties(), adapter.contact_properties())
     if missing:
         raise ConfigError(

@@ -94,9 +94,17 @@ class Settings(BaseSettings):
     """Seconds the TAR feed re-reads behind its watermark, for late-committed records."""
     product_ttl: float = Field(default=3600, ge=0)
     """Seconds a product's sync capability is trusted before it is read again."""
+    pull_concurrency: int = Field(default=4, ge=1, le=32)
+    """Pages of one Connect listing fetched at once once its first page gave the total."""
+    writeback_concurrency: int = Field(default=8, ge=1, le=64)
+    """Accept / ignore requests in flight at once (Connect has no batch endpoint for them)."""
     http_timeout: float = Field(default=30, gt=0)
     retry_attempts: int = Field(default=6, ge=1)
     retry_max_seconds: float = Field(default=120, gt=0)
+    retry_budget: int = Field(default=500, ge=0)
+    """Retries one run may spend in all, Connect and the CRM together (429s, 5xx, timeouts);
+    once spent, a retriable failure is final for the rest of the run and its records wait for
+    the next one. 0: unlimited (only the per-request bounds above; retries are still counted)."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("database_url")

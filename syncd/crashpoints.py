@@ -10,27 +10,32 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections import Counter
 from collections.abc import Callable
 
 _hooks: dict[str, Callable[[], None]] = {}
 _reached: Counter[str] = Counter()
+# Phases reach points from worker threads too (concurrent accepts): counting and the hook go
+# together, so "the n-th time" is one thread's, once.
+_lock = threading.RLock()
 
 ENV = "SYNCD_CRASH_AT"
 
 
 def reach(name: str) -> None:
     """Called by the phases at each named point."""
-    _reached[name] += 1
-    hook = _hooks.get(name)
-    if hook is not None:
-        hook()
-    wanted = os.environ.get(ENV)
-    if not wanted:
-        return
-    point, _, nth = wanted.partition(":")
-    if point == name and _reached[name] >= int(nth or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+    with _lock:
+        _reached[name] += 1
+        hook = _hooks.get(name)
+        if hook is not None:
+            hook()
+        wanted = os.environ.get(ENV)
+        if not wanted:
+            return
+        point, _, nth = wanted.partition(":")
+        if point == name and _reached[name] >= int(nth or 1):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def install(name: str, hook: Callable[[], None]) -> None:

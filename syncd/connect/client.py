@@ -22,6 +22,7 @@ import httpx
 
 from syncd.connect.classify import may_repeat_status, transport_error
 from syncd.connect.errors import (
+    MALFORMED_EXCERPT,
     ConnectError,
     MalformedResponse,
     OutcomeUnknown,
@@ -35,6 +36,7 @@ from syncd.connect.paging import Page as Page
 from syncd.connect.paging import PageProblem, is_last_page, make_page, parse_content_range
 from syncd.connect.paths import path_template
 from syncd.connect.rql import with_paging
+from syncd.connect.throttle import Throttle
 from syncd.retry import RetryPolicy, parse_retry_after
 
 logger = logging.getLogger(__name__)
@@ -77,6 +79,8 @@ class _Failure:
     retry_after: float | None
     reason: str
     """The status, or the transport exception's name, for logs."""
+    pause: float | None = None
+    """Seconds every thread of the client should hold off (a 429, or a `Retry-After`)."""
 
 
 def _user_agent() -> str:
@@ -119,6 +123,8 @@ class ConnectClient:
         self.page_size = page_size
         self.retry = retry
         self.stats = ClientStats()
+        self.throttle = Throttle(retry.clock, retry.sleep)
+        """Shared by the threads using this client (`syncd.connect.throttle`)."""
         self._http = httpx.Client(
             base_url=base_url,
             headers={
@@ -135,6 +141,11 @@ class ConnectClient:
 
     def __repr__(self) -> str:
         return f"ConnectClient(base_url={self.base_url!r})"
+
+    @property
+    def httpx_client(self) -> httpx.Client:
+        """The underlying client, for instrumentation (metrics hooks)."""
+        return self._http
 
     def __enter__(self) -> ConnectClient:
         return self
@@ -175,22 +186,29 @@ class ConnectClient:
         that is not a list, or a `Content-Range` contradicting it, raises MalformedResponse.
         """
         size = self.page_size if limit is None else limit
-        if size < 1 or start_offset < 0:
-            raise ValueError("limit must be at least 1 and start_offset at least 0")
         offset = start_offset
         while True:
-            response = self._request("GET", path, query=with_paging(query, size, offset))
-            items = self._json("GET", path, response)
-            try:
-                content_range = parse_content_range(response.headers.get("Content-Range"))
-                page = make_page(offset, items, content_range)
-            except PageProblem as exc:
-                raise self._malformed("GET", path, response, f"offset {offset}: {exc}") from None
-            page = replace(page, body=response.content)
+            page = self.page_at(path, query, offset, size)
             yield page
             if is_last_page(page, size):
                 return
             offset = page.next_offset
+
+    def page_at(self, path: str, query: str, offset: int, limit: int) -> Page:
+        """The one page of collection `path` filtered by `query` that starts at `offset`, asking
+        `limit` items (the server may send fewer). A body that is not a list, or a
+        `Content-Range` contradicting it, raises MalformedResponse. Safe to call from several
+        threads at once (`syncd.connect.fanout` does)."""
+        if limit < 1 or offset < 0:
+            raise ValueError("limit must be at least 1 and start_offset at least 0")
+        response = self._request("GET", path, query=with_paging(query, limit, offset))
+        items = self._json("GET", path, response)
+        try:
+            content_range = parse_content_range(response.headers.get("Content-Range"))
+            page = make_page(offset, items, content_range)
+        except PageProblem as exc:
+            raise self._malformed("GET", path, response, f"offset {offset}: {exc}") from None
+        return replace(page, body=response.content)
 
     def count(self, path: str, query: str) -> int:
         """How many items `query` matches, from the total of a `limit=0` request (OAC `count`)."""
@@ -217,8 +235,9 @@ class ConnectClient:
         # The query is already in wire form; httpx keeps its percent-escapes as they are.
         url = path if query is None else f"{path}?{query}"
         state = self.retry.start()
+        paused = False
         while True:
-            outcome = self._attempt(method, path, template, url, params, json)
+            outcome = self._paced_attempt(method, path, template, url, params, json, paused)
             if isinstance(outcome, httpx.Response):
                 return outcome
             if isinstance(outcome.error, OutcomeUnknown):
@@ -229,6 +248,7 @@ class ConnectClient:
             before = self.retry.clock()
             if not state.wait_or_give_up(outcome.retry_after):
                 raise outcome.error
+            paused = outcome.pause is not None  # slept its own backoff: no second wait
             self.stats.count_retry(method, template)
             logger.warning(
                 "request_retried",
@@ -242,6 +262,25 @@ class ConnectClient:
                     "waited": round(self.retry.clock() - before, 3),
                 },
             )
+
+    def _paced_attempt(
+        self,
+        method: str,
+        path: str,
+        template: str,
+        url: str,
+        params: Mapping[str, str | int] | None,
+        json: Any,
+        after_own_pause: bool,
+    ) -> httpx.Response | _Failure:
+        """One try, sent when the throttle lets it go; a throttling answer paces the others."""
+        self.throttle.wait_turn(after_own_pause)
+        outcome: httpx.Response | _Failure | None = None
+        try:
+            outcome = self._attempt(method, path, template, url, params, json)
+        finally:
+            self.throttle.done(outcome.pause if isinstance(outcome, _Failure) else None)
+        return outcome
 
     def _attempt(
         self,
@@ -266,7 +305,11 @@ class ConnectClient:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         error = self._http_error(method, path, response, retry_after)
         repeatable = isinstance(error, RetriableError) and not isinstance(error, OutcomeUnknown)
-        return _Failure(error, repeatable, retry_after, str(status))
+        pause = retry_after
+        if pause is None and status == 429:
+            # No Retry-After: every thread holds off as long as the first backoff may last.
+            pause = min(self.retry.cap, self.retry.base)
+        return _Failure(error, repeatable, retry_after, str(status), pause)
 
     def _http_error(
         self, method: str, path: str, response: httpx.Response, retry_after: float | None
@@ -303,5 +346,5 @@ class ConnectClient:
             method=method,
             path=path,
             status=response.status_code,
-            body=body_excerpt(response.content, self._redact),
+            body=body_excerpt(response.content, self._redact, MALFORMED_EXCERPT),
         )

@@ -27,6 +27,9 @@ from typing import Any, ClassVar, Literal
 Kind = Literal["retriable", "fatal", "record"]
 BODY_EXCERPT = 2000
 """Characters of a response body kept on an error."""
+MALFORMED_EXCERPT = 100_000
+"""Characters kept of a 2xx body that cannot be used (a page whose records are then kept as
+received in the ledger): as many as a ledger payload holds (`syncd.store.runs.PAYLOAD_MAX`)."""
 _SUMMARY = 200
 
 
@@ -117,13 +120,13 @@ class Redactor:
         return "Redactor(***)"
 
 
-def body_excerpt(body: bytes, redact: Redactor) -> str:
-    """The first `BODY_EXCERPT` characters of `body`, undecodable bytes replaced, key redacted.
+def body_excerpt(body: bytes, redact: Redactor, limit: int = BODY_EXCERPT) -> str:
+    """The first `limit` characters of `body`, undecodable bytes replaced, key redacted.
 
     Redaction runs on a wider window than is kept, so a key straddling the cut is still caught.
     """
-    window = body[: BODY_EXCERPT * 4 + 4096].decode("utf-8", errors="replace")
-    return redact(window)[:BODY_EXCERPT]
+    window = body[: limit * 4 + 4096].decode("utf-8", errors="replace")
+    return redact(window)[:limit]
 
 
 def parse_error_body(body: bytes) -> tuple[str | None, list[str]] | None:

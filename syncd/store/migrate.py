@@ -21,6 +21,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, pool
 from sqlalchemy.engine import URL
 
+from syncd import crashpoints
 from syncd.store.schema import metadata
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -78,6 +79,7 @@ def upgrade(target: EngineOrUrl, revision: str = "head") -> None:
     """
     with _begin(target) as connection:
         command.upgrade(alembic_config(connection), revision)
+        crashpoints.reach("migrate.before_commit")
 
 
 def downgrade(target: EngineOrUrl, revision: str) -> None:

@@ -111,6 +111,51 @@ def claim(conn: Connection, row_id: int) -> bool:
     return conn.execute(statement).first() is not None
 
 
+def claim_many(conn: Connection, row_ids: Sequence[int]) -> set[int]:
+    """`claim` for many rows in one statement; returns the ids claimed (those still pending)."""
+    if not row_ids:
+        return set()
+    statement = (
+        update(connect_outbox)
+        .where(connect_outbox.c.id.in_(list(row_ids)), connect_outbox.c.state == "pending")
+        .values(state="sent", sent_at=func.now(), attempts=connect_outbox.c.attempts + 1)
+        .returning(connect_outbox.c.id)
+    )
+    return {int(row_id) for row_id in conn.execute(statement).scalars()}
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A row's next state, for `apply`: `done` (with `outcome`), `failed`, `unknown` or back to
+    `pending`, with the error or note that says why."""
+
+    row_id: int
+    state: str
+    error: str | None = None
+    outcome: str | None = None
+
+
+_APPLY = text(
+    "UPDATE connect_outbox SET state = CAST(:state AS text), error = CAST(:error AS text), "
+    "outcome = COALESCE(CAST(:outcome AS text), outcome), "
+    "settled_at = CASE WHEN CAST(:state AS text) IN ('done', 'failed') THEN now() "
+    "ELSE settled_at END "
+    "WHERE id = :row_id"
+)
+
+
+def apply(conn: Connection, transitions: Sequence[Transition]) -> None:
+    """Move many rows at once, each as `settle`, `fail`, `mark_unknown` or `release` would."""
+    if transitions:
+        conn.execute(
+            _APPLY,
+            [
+                {"row_id": t.row_id, "state": t.state, "error": t.error, "outcome": t.outcome}
+                for t in transitions
+            ],
+        )
+
+
 def _set_state(conn: Connection, row_id: int, **values: Any) -> None:
     conn.execute(update(connect_outbox).where(connect_outbox.c.id == row_id).values(**values))
 

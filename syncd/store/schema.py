@@ -65,6 +65,7 @@ tier_accounts = Table(
     ),
     Index(None, "parent_id"),
     Index(None, "owner_id"),
+    Index(None, "sync_decided_at"),
 )
 
 tier_account_versions = Table(
@@ -104,6 +105,12 @@ tier_account_requests = Table(
     Index(
         "ix_tier_account_requests_pending",
         "account_id",
+        postgresql_where=text("status = 'pending'"),
+    ),
+    # Keyset pages of pending TARs by id (write-back, pending sweep): migration 0006.
+    Index(
+        "ix_tier_account_requests_pending_id",
+        "id",
         postgresql_where=text("status = 'pending'"),
     ),
 )
@@ -259,4 +266,31 @@ connect_outbox = Table(
         unique=True,
         postgresql_where=text("kind IN ('accept', 'ignore')"),
     ),
+)
+
+daemon_heartbeats = Table(
+    "daemon_heartbeats",
+    metadata,
+    # host:pid, so a restarted container (same hostname, same pid 1) takes over its old row.
+    Column("instance", Text, primary_key=True),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("version", Text, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("beat_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("state", Text, nullable=False),
+    Column("last_run_id", BigInteger, ForeignKey("sync_runs.id", ondelete="SET NULL")),
+    CheckConstraint(
+        "state IN ('starting', 'active', 'standby', 'stopping', 'stopped')", name="state_known"
+    ),
+)
+
+# Accounts whose flag must be decided (again): marked by statement-level triggers on
+# tier_accounts (new ones), tier_account_requests and account_products (migration 0006), taken by
+# the flag phase.
+flag_dirty = Table(
+    "flag_dirty",
+    metadata,
+    Column("account_id", Text, primary_key=True),
+    Column("marked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

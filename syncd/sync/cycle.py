@@ -13,15 +13,17 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine
 
+from syncd import crashpoints, logcontext
 from syncd.connect.client import ConnectClient
 from syncd.connect.errors import ConnectError
 from syncd.crm.port import CrmError, CrmPort
 from syncd.domain.mapping import Mapping
+from syncd.retry import RetryBudget
 from syncd.store.runs import finish_run, start_run
 from syncd.sync.flags import FlagPhase
 from syncd.sync.pull import PullOptions, PullPhase, Stopped
 from syncd.sync.push import PushOptions, PushPhase
-from syncd.sync.writeback import WritebackPhase
+from syncd.sync.writeback import DEFAULT_CONCURRENCY, WritebackPhase
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,7 @@ class CycleResult:
     counts: dict[str, Any]
     error: str | None = None
     push: PushPhase | None = None
+    kind: str = "sync"
 
     @property
     def exit_code(self) -> int:
@@ -55,6 +58,9 @@ def run_cycle(
     sync_default: bool | None = None,
     disabled_tar_policy: Literal["leave", "ignore"] = "leave",
     should_stop: Callable[[], bool] = lambda: False,
+    progress: Callable[[str, object], None] | None = None,
+    writeback_concurrency: int = DEFAULT_CONCURRENCY,
+    retry_budget: RetryBudget | None = None,
 ) -> CycleResult:
     """Run the phases once and record the run; never raises for a failed run.
 
@@ -62,8 +68,19 @@ def run_cycle(
     is on are pushed); with a `crm` and its `mapping`, push and write-back. Without `sync_default`
     no flag is decided: every account is pushed and the write-back, which acts only on accounts
     whose sync is on, acts on none (tests of the push alone use that).
+
+    `progress`, when given, is called with each phase's name and object as the phase starts
+    (`syncd.service.progress` reads the object's counts while it runs). Every log line of the
+    run carries its `run_id`; the run ends with one summary line, `run_finished`.
+
+    `retry_budget` is the one the clients' retry policies share (`syncd.bootstrap.retry_budget`):
+    it starts afresh with the run, and what the run spent of it is `counts["retries"]`.
     """
+    began = time.monotonic()
+    if retry_budget is not None:
+        retry_budget.reset()
     run_id = start_run(engine, kind, trigger)
+    crashpoints.reach("cycle.run_started")
     error: str | None = None
     requests_before = client.stats.total
     push = push or PushOptions()
@@ -87,6 +104,7 @@ def run_cycle(
             should_stop=should_stop,
             crm_overlap=options.overlap,
             dry_run=push.dry_run,
+            concurrency=writeback_concurrency,
         )
     steps: list[tuple[str, Callable[[], object]]] = [("pull", lambda: pull.run(reconcile))]
     steps += [
@@ -94,29 +112,78 @@ def run_cycle(
         for name, phase in (("flags", flags), ("push", pusher), ("writeback", writeback))
         if phase is not None
     ]
+    phases: dict[str, object] = {
+        "pull": pull,
+        "flags": flags,
+        "push": pusher,
+        "writeback": writeback,
+    }
     seconds: dict[str, float] = {}
-    try:
-        for name, step in steps:
-            started = time.monotonic()
-            step()
-            seconds[name] = time.monotonic() - started
-        outcome, error = _outcome(pull, flags, pusher, writeback)
-    except Stopped:
-        outcome, error = "aborted", "stopped on request; committed work is kept"
-    except (ConnectError, CrmError) as exc:
-        outcome, error = "failed", str(exc)
-    except Exception as exc:  # any failure ends the run as failed, with its reason
-        logger.exception("run_crashed", extra={"run_id": run_id})
-        outcome, error = "failed", f"{type(exc).__name__}: {exc}"
+    with logcontext.bind(run_id=run_id):
+        try:
+            for name, step in steps:
+                if progress is not None:
+                    progress(name, phases[name])
+                started = time.monotonic()
+                step()
+                seconds[name] = time.monotonic() - started
+            outcome, error = _outcome(pull, flags, pusher, writeback)
+        except Stopped:
+            outcome, error = "aborted", "stopped on request; committed work is kept"
+        except (ConnectError, CrmError) as exc:
+            outcome, error = "failed", str(exc)
+        except Exception as exc:  # any failure ends the run as failed, with its reason
+            logger.exception("run_crashed", extra={"run_id": run_id})
+            outcome, error = "failed", f"{type(exc).__name__}: {exc}"
+    # The adapters keep secrets out of their messages; this is the net behind them, as the
+    # error is stored and printed.
+    error = logcontext.redact(error) if error else error
     counts: dict[str, Any] = {"pull": pull.counts.as_dict()}
     for name, phase in (("flags", flags), ("push", pusher), ("writeback", writeback)):
         if phase is not None:
             counts[name] = phase.counts.as_dict()
     counts["seconds"] = {name: round(value, 3) for name, value in seconds.items()}
     counts["connect_requests"] = client.stats.total - requests_before
+    if retry_budget is not None:
+        counts["retries"] = retry_budget.spent
+    crashpoints.reach("cycle.before_finish")
     finish_run(engine, run_id, outcome, counts, error)
-    logger.info("run_finished", extra={"run_id": run_id, "outcome": outcome, "error": error})
-    return CycleResult(run_id, outcome, counts, error, pusher)
+    logger.info(
+        "run_finished",
+        extra={
+            "run_id": run_id,
+            "kind": kind,
+            "trigger": trigger,
+            "outcome": outcome,
+            "error": error,
+            "seconds": round(time.monotonic() - began, 3),
+            **brief_counts(counts),
+        },
+    )
+    return CycleResult(run_id, outcome, counts, error, pusher, kind)
+
+
+_BRIEF = {
+    "pull": ("pages", "requests_written", "accounts_written", "malformed", "drift"),
+    "flags": ("enabled", "disabled", "changed", "malformed"),
+    "push": ("created", "updated", "unchanged", "rejected", "retry", "unknown", "conflicts"),
+    "writeback": ("accepted", "ignored", "failed", "unsettled", "accounts_updated"),
+}
+
+
+def brief_counts(counts: dict[str, Any]) -> dict[str, Any]:
+    """A run's counts in brief, for its summary line: a few numbers per phase that ran, the
+    requests made to Connect and the CRM calls of the push (`crm_calls`)."""
+    out: dict[str, Any] = {
+        phase: {key: counts[phase].get(key, 0) for key in keys}
+        for phase, keys in _BRIEF.items()
+        if isinstance(counts.get(phase), dict)
+    }
+    out["connect_requests"] = counts.get("connect_requests", 0)
+    push = counts.get("push")
+    if isinstance(push, dict):
+        out["crm_calls"] = push.get("crm_reads", 0) + push.get("crm_writes", 0)
+    return out
 
 
 def _outcome(

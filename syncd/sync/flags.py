@@ -2,14 +2,18 @@
 
 Runs after the pull, in three parts:
 
-1. accounts that have no TAR and no linked product yet are linked to products through their
-   assets: one `GET /assets` listing per `batch` accounts, filtered on the three tier roles
-   (`tiers.customer.id`, `tiers.tier1.id`, `tiers.tier2.id`, spec v37 filters on `/assets`). An
-   account is looked up once; one with no asset is remembered (`syncd.store.asset_links`), so an
-   idle cycle sends no /assets request;
+1. accounts to decide that have no TAR and no linked product are linked to products through
+   their assets: one `GET /assets` listing per `batch` accounts, filtered on the three tier roles
+   (`tiers.customer.id`, `tiers.tier1.id`, `tiers.tier2.id`, spec v37 filters on `/assets`). The
+   accounts to decide are the new ones and those whose inputs changed
+   (`syncd.store.flag_inputs`), so an account is looked up once, when it arrives (again only if
+   its look-up failed), and an idle cycle sends no /assets request;
 2. products linked that way and never read are read (`GET /products/{id}`), so their capability
    counts in this very cycle (the pull re-reads them after the TTL, like the TARs' products);
-3. every account's flag is decided in one SQL statement (`syncd.store.flags.recompute_flags`).
+3. the flags of those accounts, and of the accounts of a product whose capability changed, are
+   decided in one SQL statement (`syncd.store.flags.recompute_changed`); every account's when
+   the default changed. A cycle where nothing changed decides nothing and costs a few index
+   look-ups at any number of accounts.
 
 The push then writes only accounts with `tier_accounts.sync_enabled IS TRUE`.
 """
@@ -24,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from syncd import crashpoints
 from syncd.connect import rql
 from syncd.connect.client import ConnectClient
 from syncd.connect.errors import ConnectError, MalformedResponse, RecordError
@@ -31,8 +36,8 @@ from syncd.connect.paths import join_path
 from syncd.domain.assets import AssetLink, asset_links
 from syncd.domain.records import InvalidRecord, parse_product
 from syncd.store import asset_links as store
-from syncd.store import mirror
-from syncd.store.flags import recompute_flags
+from syncd.store import flag_inputs, mirror
+from syncd.store.flags import recompute_changed
 from syncd.store.runs import LedgerEntry, record
 from syncd.sync.pull import Stopped
 
@@ -53,9 +58,12 @@ class FlagCounts:
     products_read: int = 0
     malformed: int = 0
     enabled: int = 0
+    """Accounts decided on in this run (of those decided: see `full`)."""
     disabled: int = 0
     changed: int = 0
     """Accounts whose flag or its source changed."""
+    full: bool = False
+    """Whether every account was decided (first run, or a new default), not only the changed."""
     failed_parts: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -93,6 +101,8 @@ class FlagPhase:
         self.clock = clock
         self.counts = FlagCounts()
         self._linked_products: set[str] = set()
+        self._not_looked_up: list[str] = []
+        """Accounts whose look-up failed: marked again when the flags are decided."""
 
     def run(self) -> FlagCounts:
         """All three parts; a part that fails on Connect is recorded in the ledger and in
@@ -116,18 +126,16 @@ class FlagPhase:
     # -- the parts -----------------------------------------------------------------------------
 
     def link_assets(self) -> None:
-        """Look up, through their assets, the accounts that have no TAR and no link yet."""
-        with self.engine.connect() as conn:
-            memo = store.accounts_without_assets(conn)
-        without: set[str] = set()
-        try:
-            for ids in self._unlinked_batches(frozenset(memo)):
-                self._check_stop()
-                without |= self._link_batch(ids)
-        finally:
-            if without:
-                with self.engine.begin() as conn:
-                    store.remember_without_assets(conn, memo, without)
+        """Look up, through their assets, the accounts to decide that have no TAR and no link."""
+        batches = self._unlinked_batches()
+        for ids in batches:
+            self._check_stop()
+            try:
+                self._link_batch(ids)
+            except ConnectError:
+                # Looked up next run: they are marked again once the flags are decided.
+                self._not_looked_up = [*ids, *(i for rest in batches for i in rest)]
+                raise
 
     def read_products(self) -> None:
         """Read the capability of the products linked in this run that were never read."""
@@ -144,15 +152,19 @@ class FlagPhase:
                 continue
             with self.engine.begin() as conn:
                 mirror.store_products(conn, [found], self.clock())
+                crashpoints.reach("flags.products.before_commit")
             self.counts.products_read += 1
 
     def decide(self) -> None:
-        """Decide every account's flag in one statement."""
+        """Decide, in one statement, the flags of the accounts whose inputs changed."""
         with self.engine.begin() as conn:
-            result = recompute_flags(conn, self.default)
+            result = recompute_changed(conn, self.default)
+            flag_inputs.mark(conn, self._not_looked_up)
+            crashpoints.reach("flags.decided.before_commit")
         self.counts.enabled = result.enabled
         self.counts.disabled = result.disabled
         self.counts.changed = result.changed
+        self.counts.full = result.full
         logger.info(
             "flags_decided",
             extra={"run_id": self.run_id, **self.counts.as_dict()},
@@ -160,24 +172,25 @@ class FlagPhase:
 
     # -- mechanics -----------------------------------------------------------------------------
 
-    def _unlinked_batches(self, skip: frozenset[str]) -> Iterator[list[str]]:
-        """Accounts to look up, `batch` at a time, in id order, less those in `skip`."""
+    def _unlinked_batches(self) -> Iterator[list[str]]:
+        """Accounts to look up, `batch` at a time, in id order (keyset paging)."""
         after = ""
         waiting: list[str] = []
         while True:
             with self.engine.connect() as conn:
-                ids = store.accounts_to_link(conn, after, _CANDIDATE_PAGE)
-            if ids:
-                after = ids[-1]
-                waiting.extend(i for i in ids if i not in skip)
-            while len(waiting) >= self.batch or (waiting and not ids):
+                ids, last = flag_inputs.lookup_candidates(conn, after, _CANDIDATE_PAGE)
+            if last is None:
+                break
+            after = last
+            waiting.extend(ids)
+            while len(waiting) >= self.batch:
                 yield waiting[: self.batch]
                 waiting = waiting[self.batch :]
-            if not ids:
-                return
+        if waiting:
+            yield waiting
 
-    def _link_batch(self, ids: list[str]) -> set[str]:
-        """Link `ids` to the products of their assets; returns those that got no link."""
+    def _link_batch(self, ids: list[str]) -> None:
+        """Link `ids` to the products of their assets."""
         ours = set(ids)
         found: dict[tuple[str, str], AssetLink] = {}
         refused: list[LedgerEntry] = []
@@ -194,11 +207,11 @@ class FlagPhase:
         with self.engine.begin() as conn:
             self.counts.linked += store.store_links(conn, list(found.values()))
             record(conn, self.run_id, refused)
+            crashpoints.reach("flags.assets_linked.before_commit")
         self.counts.looked_up += len(ids)
         self.counts.malformed += len(refused)
         self._linked_products.update(product_id for _, product_id in found)
         logger.debug("assets_linked", extra={"accounts": len(ids), "links": len(found)})
-        return ours - {account_id for account_id, _ in found}
 
     def _check_stop(self) -> None:
         if self.should_stop():

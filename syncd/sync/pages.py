@@ -1,7 +1,10 @@
 """Pages of Connect records, fetched and checked ahead of the writer.
 
-A worker thread fetches the next page and checks its records while the caller writes the current
-one: the writer waits on Postgres, which leaves Python free for the worker.
+Worker threads fetch the next pages and check their records while the caller writes the current
+one: the writer waits on Postgres, which leaves Python free for the workers. With a concurrency
+above one, once the first page told the total, that many pages are fetched at once
+(`syncd.connect.fanout`): over a slow link the requests' latency overlaps instead of adding up.
+Either way the caller gets the pages in offset order.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from syncd.connect.client import ConnectClient, Page
+from syncd.connect.fanout import fan_out_pages
 from syncd.domain.records import InvalidRecord, TierAccount, TierAccountRequest
 from syncd.store import mirror
 from syncd.store.runs import LedgerEntry
@@ -72,7 +76,18 @@ def checked_pages(
     page_size: int,
     parse: Callable[[Any, bool], R],
     object_type: str,
+    concurrency: int = 1,
 ) -> Iterator[CheckedPage[R]]:
-    """The pages of `path` for `query`, each checked, one page ahead of the consumer."""
-    pages = client.iter_pages(path, query, limit=page_size)
-    return prefetch(check_page(page, parse, object_type) for page in pages)
+    """The pages of `path` for `query`, each checked, in offset order: one page ahead of the
+    consumer, or up to `concurrency` pages fetched at once after the first."""
+    if concurrency <= 1:
+        pages = client.iter_pages(path, query, limit=page_size)
+        return prefetch(check_page(page, parse, object_type) for page in pages)
+
+    def check(page: Page) -> CheckedPage[R]:
+        return check_page(page, parse, object_type)
+
+    fanned = fan_out_pages(
+        client, path, query, limit=page_size, concurrency=concurrency, transform=check
+    )
+    return (checked for _, checked in fanned)

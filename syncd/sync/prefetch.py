@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Iterable, Iterator
@@ -47,7 +48,9 @@ def prefetch(source: Iterable[T], depth: int = 1) -> Iterator[T]:
             return
         put(_END)
 
-    worker = threading.Thread(target=work, name="prefetch", daemon=True)
+    # The worker runs in a copy of the caller's context: its log lines carry the bound run id.
+    context = contextvars.copy_context()
+    worker = threading.Thread(target=context.run, args=(work,), name="prefetch", daemon=True)
     worker.start()
     try:
         while True:

@@ -9,10 +9,15 @@ The v37 spec documents no `events.updated.at` filter on tier accounts or their r
   read back by id, so their real status is mirrored;
 - new accounts come from `/tier/accounts` by `events.created.at`;
 - the capability of every product seen is read, and re-read once it is older than the TTL;
-- a reconcile scans every account and records version drift the feeds missed.
+- a reconcile scans every account and records version drift the feeds missed. It reads the
+  accounts in the account feed's order and moves the feed's cursor, so in a reconciling cycle it
+  is the account feed: the accounts are not paged twice.
 
 A page's rows and its cursor commit in one transaction; the cursor only moves forward and only to
 a value taken from rows already stored (it is the `events.created.at` of the page's last row).
+With `concurrency` above one, up to that many pages are fetched at once once the first page gave
+the total (`syncd.connect.fanout`), and still stored one by one in offset order, so the cursor
+never passes a page not stored.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from syncd.domain.records import (
 )
 from syncd.store import mirror
 from syncd.store.runs import LedgerEntry, record
+from syncd.sync import pull_store
 from syncd.sync.pages import CheckedPage, checked_pages
 
 logger = logging.getLogger(__name__)
@@ -60,6 +66,8 @@ class PullOptions:
     page_size: int = 1000
     overlap: timedelta = timedelta(minutes=10)
     product_ttl: timedelta = timedelta(hours=1)
+    concurrency: int = 4
+    """Pages fetched at once after a listing's first page (1: one after the other)."""
 
 
 @dataclass
@@ -108,11 +116,10 @@ class PullPhase:
         parts: list[tuple[str, Callable[[], None]]] = [
             ("tar_feed", self.tar_feed),
             ("pending_sweep", self.pending_sweep),
-            ("account_feed", self.account_feed),
+            # The reconcile scan covers what the account feed would read, and moves its cursor.
+            ("reconcile", self.reconcile) if reconcile else ("account_feed", self.account_feed),
             ("products", self.products),
         ]
-        if reconcile:
-            parts.append(("reconcile", self.reconcile))
         for name, part in parts:
             try:
                 part()
@@ -121,7 +128,7 @@ class PullPhase:
             except ConnectError as exc:
                 if exc.kind == "fatal":
                     raise
-                self._feed_failed(name, exc, None)
+                self._feed_failed(name, exc, exc.body)
         return self.counts
 
     # -- the parts -----------------------------------------------------------------------------
@@ -146,6 +153,7 @@ class PullPhase:
         for checked in self._request_pages(query):
             with self.engine.begin() as conn:
                 self._store_requests(conn, checked)
+                crashpoints.reach("pull.pending_sweep.before_commit")
             seen.update(r.id for r in checked.records)
         with self.engine.connect() as conn:
             gone = sorted(mirror.pending_request_ids(conn) - seen)
@@ -175,28 +183,28 @@ class PullPhase:
                 continue
             with self.engine.begin() as conn:
                 mirror.store_products(conn, [found], now)
+                crashpoints.reach("pull.products.before_commit")
             self.counts.products_read += 1
 
     def reconcile(self) -> None:
-        """Scan every account; store what the mirror lacks and record it as drift."""
-        query = rql.render_query(rql.ordering("events.created.at"))
-        for checked in self._account_pages(query):
-            with self.engine.begin() as conn:
-                before = mirror.stored_versions(conn, [a.id for a in checked.records])
-                self._store_accounts(conn, checked, "reconcile")
-                drift = [
-                    LedgerEntry(
-                        "tier_account",
-                        a.id,
-                        "reconcile",
-                        "drift",
-                        message=f"mirror had version {before.get(a.id)}, Connect has {a.version}",
-                    )
-                    for a in checked.records
-                    if before.get(a.id, -1) < a.version
-                ]
-                self.counts.drift += len(drift)
-                record(conn, self.run_id, drift)
+        """Scan every account; store what the mirror lacks, and record as drift what the feeds
+        missed: an account the mirror holds at an older version, or lacks though the account
+        feed already read past its creation. The scan moves the account feed's cursor."""
+        with self.engine.connect() as conn:
+            watermark = mirror.get_cursor(conn, ACCOUNT_CURSOR)
+        fed_up_to = None if watermark is None else datetime.fromisoformat(watermark)
+
+        def store(conn: Connection, checked: CheckedPage[TierAccount]) -> None:
+            pull_store.store_reconciled(conn, checked, self.counts, self.run_id, fed_up_to)
+
+        self._feed(
+            ACCOUNT_CURSOR,
+            self._account_pages,
+            store,
+            ("events.created.at",),
+            everything=True,
+            name="reconcile",
+        )
 
     # -- mechanics -----------------------------------------------------------------------------
 
@@ -206,16 +214,21 @@ class PullPhase:
         pages: Callable[[str], Iterator[CheckedPage[R]]],
         store: Callable[[Connection, CheckedPage[R]], None],
         ordering: tuple[str, ...],
+        *,
+        everything: bool = False,
+        name: str | None = None,
     ) -> None:
+        """Page the feed from its watermark (from the start with `everything`), storing each page
+        and moving the cursor in one transaction, page after page in order."""
         with self.engine.connect() as conn:
             watermark = mirror.get_cursor(conn, cursor)
         order = rql.ordering(*ordering)
-        if watermark is None:
+        if watermark is None or everything:
             query = rql.render_query(order)
         else:
             since = datetime.fromisoformat(watermark) - self.options.overlap
             query = rql.render_query(rql.ge("events.created.at", since), order)
-        name = cursor.removeprefix("pull.")
+        name = name or cursor.removeprefix("pull.")
         for checked in pages(query):
             with self.engine.begin() as conn:
                 store(conn, checked)
@@ -238,10 +251,14 @@ class PullPhase:
         self, path: str, query: str, parse: Callable[[Any, bool], R], object_type: str
     ) -> Iterator[CheckedPage[R]]:
         size = self.options.page_size
-        for checked in checked_pages(self.client, path, query, size, parse, object_type):
+        concurrency = self.options.concurrency
+        for checked in checked_pages(
+            self.client, path, query, size, parse, object_type, concurrency
+        ):
             self._check_stop()
             page = checked.page
             self.counts.pages += 1
+            self.position = (path, page.next_offset, page.total)  # read by progress reporters
             self.counts.malformed += len(checked.refused)
             logger.debug(
                 "page_fetched",
@@ -259,21 +276,10 @@ class PullPhase:
             raise Stopped
 
     def _store_requests(self, conn: Connection, checked: CheckedPage[TierAccountRequest]) -> None:
-        self.counts.requests_seen += len(checked.records)
-        if checked.records:
-            written, moved = mirror.store_requests(conn, checked.records_json)
-            self.counts.requests_written += written
-            self.counts.accounts_written += moved
-        record(conn, self.run_id, checked.refused)
+        pull_store.store_requests(conn, checked, self.counts, self.run_id)
 
-    def _store_accounts(
-        self, conn: Connection, checked: CheckedPage[TierAccount], source: str = "account"
-    ) -> None:
-        self.counts.accounts_seen += len(checked.records)
-        if checked.records:
-            moved = mirror.store_accounts(conn, checked.records_json, source)
-            self.counts.accounts_written += moved
-        record(conn, self.run_id, checked.refused)
+    def _store_accounts(self, conn: Connection, checked: CheckedPage[TierAccount]) -> None:
+        pull_store.store_accounts(conn, checked, self.counts, self.run_id)
 
     def _reject(
         self, object_type: str, object_id: str, phase: str, exc: Exception, payload: Any

@@ -15,7 +15,9 @@ failure while planning a batch surfaces after every batch before it is committed
 Upserts are keyed by the TA id, so a repeated write never creates a second record; an outcome lost
 with its response is left `unknown` and settled on the next cycle by reading the CRM again, never
 by a blind create. A batch the CRM refuses as a whole is split in halves, down to the record at
-fault, so one bad row does not hold back the others.
+fault, so one bad row does not hold back the others. A batch whose read fails (not fatally: an
+unreadable answer, retries spent) is not written: its accounts go to retry with the reason, and
+the push goes on with the next batch.
 """
 
 from __future__ import annotations
@@ -130,6 +132,9 @@ class PushPhase:
         self.counts.planned += batch.size
         self.counts.rejected += len(batch.entries)
         planned, entries = batch.planned, list(batch.entries)
+        if batch.read_error is not None and not self.options.dry_run:
+            self._unread(batch, entries)
+            return
         if self.options.dry_run:
             for item in planned:
                 self.report.add(item)
@@ -144,6 +149,21 @@ class PushPhase:
             record(conn, self.run_id, entries)
             crashpoints.reach("push.before_commit")
         logger.info("batch_pushed", extra={"accounts": batch.size, "written": len(writes)})
+
+    def _unread(self, batch: PlannedBatch, entries: list[LedgerEntry]) -> None:
+        """Record the accounts of a batch whose CRM read failed as to retry, with the reason."""
+        now = self.clock()
+        reason = f"reading the CRM failed: {batch.read_error}"
+        links = [
+            self._unsettled(
+                c, WriteResult(c.account_id, Outcome.RETRY, reason=reason), now, entries
+            )
+            for c in batch.unread
+        ]
+        with self.engine.begin() as conn:
+            save_links(conn, links)
+            record(conn, self.run_id, entries)
+        logger.warning("batch_read_failed", extra={"accounts": batch.size, "error": reason})
 
     def _upsert_of(self, planned: Planned) -> Upsert:
         """The write of one planned account, with what the read found: the record's id, and
@@ -234,26 +254,37 @@ class PushPhase:
                 )
                 continue
             assert result is not None
-            attempts = candidate.attempts + 1
-            state = {Outcome.RETRY: "retry", Outcome.REJECTED: "rejected"}.get(outcome, "unknown")
-            wait = timedelta(0) if outcome is Outcome.UNKNOWN else self.options.backoff(attempts)
-            if result.retry_after:
-                wait = max(wait, timedelta(seconds=result.retry_after))
-            links.append(
-                {
-                    **base,
-                    "state": state,
-                    "attempted_version": candidate.version,
-                    "attempts": attempts,
-                    "next_attempt_at": now + wait,
-                    "last_error": result.reason,
-                }
-            )
-            setattr(self.counts, state, getattr(self.counts, state) + 1)
-            entries.append(
-                LedgerEntry("tier_account", plan.key, "push", state, "crm_" + state, result.reason)
-            )
+            links.append(self._unsettled(candidate, result, now, entries))
         return links, conflicts
+
+    def _unsettled(
+        self,
+        candidate: Candidate,
+        result: WriteResult,
+        now: datetime,
+        entries: list[LedgerEntry],
+    ) -> dict[str, Any]:
+        """The link row of an account left to retry, rejected or unknown, counted, with its
+        ledger entry added to `entries`."""
+        outcome = result.outcome
+        attempts = candidate.attempts + 1
+        state = {Outcome.RETRY: "retry", Outcome.REJECTED: "rejected"}.get(outcome, "unknown")
+        wait = timedelta(0) if outcome is Outcome.UNKNOWN else self.options.backoff(attempts)
+        if result.retry_after:
+            wait = max(wait, timedelta(seconds=result.retry_after))
+        setattr(self.counts, state, getattr(self.counts, state) + 1)
+        entries.append(
+            LedgerEntry("tier_account", result.key, "push", state, "crm_" + state, result.reason)
+        )
+        return {
+            "account_id": result.key,
+            "crm": self.crm.name,
+            "state": state,
+            "attempted_version": candidate.version,
+            "attempts": attempts,
+            "next_attempt_at": now + wait,
+            "last_error": result.reason,
+        }
 
     @staticmethod
     def _held_contact_id(item: Planned) -> str | None:

@@ -11,6 +11,10 @@ the link names no contact yet, or in a full resync. Any other account goes to th
 own (HubSpot: an association read and a contacts read) then reads only the accounts' records, so
 a cycle that changed account fields alone costs one read per batch. The adapter reads the contact
 after all when the record it finds is not the one the link names (recreated, merged).
+
+A read that fails without stopping the run (an unreadable answer, retries spent) leaves its
+batch unplanned (`PlannedBatch.read_error`): those accounts are retried later, the other batches
+go on.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from syncd.crm.port import CrmPort, CrmRecord, Fields
+from syncd.crm.port import CrmError, CrmPort, CrmRecord, Fields
 from syncd.domain.diff import AccountDiff, Plan, diff, same
 from syncd.domain.mapping import Mapping, UnmappableValue, apply
 from syncd.store.links import Candidate, Selection
@@ -43,6 +47,10 @@ class PlannedBatch:
     entries: tuple[LedgerEntry, ...]
     """Ledger entries of candidates the mapping refused (rejected, not written)."""
     reads: int
+    read_error: str | None = None
+    """Why the CRM read of this batch failed (not fatally); `planned` is then empty and
+    `unread` holds the candidates that wait for a later cycle."""
+    unread: tuple[Candidate, ...] = ()
 
 
 @dataclass
@@ -113,7 +121,13 @@ class Planner:
             for c, _, contact in wanted
             if c.crm_id is not None and not self.contact_needs_read(c, contact)
         }
-        current = self.crm.read([c.account_id for c in batch], skip_contacts=skip)
+        try:
+            current = self.crm.read([c.account_id for c in batch], skip_contacts=skip)
+        except CrmError as exc:
+            if exc.fatal:
+                raise
+            unread = tuple(c for c, _, _ in wanted)
+            return PlannedBatch(len(batch), [], tuple(entries), 1, str(exc), unread)
         planned = [self._diff(c, f, contact, current.get(c.account_id)) for c, f, contact in wanted]
         return PlannedBatch(len(batch), planned, tuple(entries), reads=1)
 

@@ -9,8 +9,9 @@ Run after the push. In order:
    accept or ignore gets its outbox row (one per TAR, ever: `uq_connect_outbox_tar_action`),
    committed before the call; the row is claimed (`sent`) just before it, and settled after it with
    the TAR's final status, which the mirror's TAR row takes too. Connect has no batch accept: one
-   call per TAR. A lost answer (`OutcomeUnknown`) or a 400 because the TAR is no longer pending
-   (`RecordError`) is settled by reading the TAR back (`GET /tier/account-requests/{id}`).
+   call per TAR, up to `concurrency` of them in flight at once (`syncd.sync.writeback_send`). A
+   lost answer (`OutcomeUnknown`) or a 400 because the TAR is no longer pending (`RecordError`) is
+   settled by reading the TAR back (`GET /tier/account-requests/{id}`).
 3. **CRM-owned fields** (`syncd.sync.writeback_fields`).
 
 Crash points: `writeback.before_send` (row claimed, request not sent) and `writeback.after_send`
@@ -19,49 +20,32 @@ Crash points: `writeback.before_send` (row claimed, request not sent) and `write
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from sqlalchemy import Engine, func, select
 
+from syncd import crashpoints
 from syncd.connect.client import ConnectClient
-from syncd.connect.errors import (
-    ConnectError,
-    FatalError,
-    MalformedResponse,
-    OutcomeUnknown,
-    RecordError,
-)
-from syncd.connect.paths import join_path
 from syncd.crm.port import CrmError, CrmPort
 from syncd.domain.mapping import Mapping
-from syncd.domain.records import InvalidRecord, TierAccountRequest, parse_request
 from syncd.domain.tar_decision import Decision, DisabledPolicy, decide
-from syncd.store import mirror, outbox
+from syncd.store import outbox
 from syncd.store.runs import record
 from syncd.store.schema import connect_outbox
 from syncd.store.writeback_state import PendingTar, pending_tars
-from syncd.sync.writeback_common import (
-    ConnectUnavailable,
-    Context,
-    WritebackCounts,
-    read,
-    send,
-)
+from syncd.sync.writeback_common import ConnectUnavailable, Context, WritebackCounts
 from syncd.sync.writeback_fields import CrmFieldsPart
+from syncd.sync.writeback_send import Action, ActionSender
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["WritebackCounts", "WritebackPhase"]
+__all__ = ["DEFAULT_CONCURRENCY", "WritebackCounts", "WritebackPhase"]
 
-_TAR = "tier_account_request"
-
-
-def _tar_path(tar_id: str, *action: str) -> str:
-    return join_path("tier", "account-requests", tar_id, *action)
+DEFAULT_CONCURRENCY: Final = 8
+"""Accepts / ignores in flight at once (`SYNCD_WRITEBACK_CONCURRENCY`)."""
 
 
 class WritebackPhase:
@@ -81,6 +65,7 @@ class WritebackPhase:
         page_size: int = 500,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         dry_run: bool = False,
+        concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
         if disabled_tar_policy not in ("leave", "ignore"):
             raise ValueError(f"disabled_tar_policy must be leave or ignore: {disabled_tar_policy}")
@@ -88,6 +73,7 @@ class WritebackPhase:
         self.policy: DisabledPolicy = disabled_tar_policy
         self.page_size = page_size
         self.fields = CrmFieldsPart(self.ctx, crm_overlap)
+        self.sender = ActionSender(self.ctx, concurrency)
 
     @property
     def counts(self) -> WritebackCounts:
@@ -151,9 +137,9 @@ class WritebackPhase:
             outbox.settle_decided_elsewhere(conn)
         with self.ctx.engine.connect() as conn:
             rows = outbox.unsettled(conn, outbox.TAR_KINDS, ("sent", "unknown"))
-        for row in rows:
-            self.ctx.check_stop()
-            self._read_back(row.id, row.object_id, row.kind, None)
+        self.sender.run(
+            [Action(row.id, row.object_id, row.kind, row.payload, send=False) for row in rows]
+        )
         self.fields.recover()
 
     # -- TARs ----------------------------------------------------------------------------------
@@ -180,9 +166,13 @@ class WritebackPhase:
                     {"tar": t.id, "action": d.action, "reason": d.reason} for t, d in chosen
                 )
                 continue
-            for tar_id, kind, payload, row_id in self._write_rows(chosen):
-                self.ctx.check_stop()
-                self._act(tar_id, kind, payload, row_id)
+            self.ctx.check_stop()
+            self.sender.run(
+                [
+                    Action(row_id, tar_id, kind, payload)
+                    for tar_id, kind, payload, row_id in self._write_rows(chosen)
+                ]
+            )
 
     def _write_rows(
         self, chosen: Sequence[tuple[PendingTar, Decision]]
@@ -206,90 +196,10 @@ class WritebackPhase:
                 elif outbox.retarget(conn, tar.outbox_id, decision.action, payload):
                     actions.append((tar.id, decision.action, payload, tar.outbox_id))
             created = outbox.add_tar_actions(conn, new, self.ctx.run_id)
+        crashpoints.reach("writeback.outbox_recorded")
         actions += [
             (a.object_id, a.kind, a.payload, created[a.object_id])
             for a in new
             if a.object_id in created
         ]
         return sorted(actions, key=lambda action: action[0])
-
-    def _act(self, tar_id: str, kind: str, payload: dict[str, Any], row_id: int) -> None:
-        body = {"reason": payload["reason"]} if kind == "ignore" else None
-        call = send(self.ctx, row_id, "POST", _tar_path(tar_id, kind), body)
-        if call is None:
-            return
-        if call.error is not None:
-            self._call_failed(row_id, tar_id, kind, call.error)
-            return
-        try:
-            answer = parse_request(call.answer)
-        except InvalidRecord as exc:
-            self._lost(row_id, tar_id, kind, f"the answer is not a TAR: {exc}")
-            return
-        self._settled(row_id, answer, kind, read_back=False, note=payload.get("why"))
-
-    def _call_failed(self, row_id: int, tar_id: str, kind: str, error: ConnectError) -> None:
-        if isinstance(error, FatalError):
-            with self.ctx.engine.begin() as conn:
-                outbox.release(conn, row_id, str(error))
-            raise error
-        if isinstance(error, OutcomeUnknown | MalformedResponse):
-            self._lost(row_id, tar_id, kind, str(error))
-        elif isinstance(error, RecordError):
-            # E.g. 400 because the TAR is no longer pending: its real status says what happened.
-            self._read_back(row_id, tar_id, kind, error)
-        else:
-            # 408/429/503 or no connection: Connect did not process it (syncd.connect.classify).
-            with self.ctx.engine.begin() as conn:
-                outbox.release(conn, row_id, str(error))
-            raise ConnectUnavailable(str(error))
-
-    def _lost(self, row_id: int, tar_id: str, kind: str, error: str) -> None:
-        with self.ctx.engine.begin() as conn:
-            outbox.mark_unknown(conn, row_id, error)
-        logger.warning("tar_action_outcome_unknown", extra={"tar": tar_id, "action": kind})
-        self._read_back(row_id, tar_id, kind, None)
-
-    def _read_back(self, row_id: int, tar_id: str, kind: str, refusal: RecordError | None) -> None:
-        """Settle a row by the TAR's status in Connect. Still pending: the action did not take
-        effect, so the row is released to be sent again (or failed, when Connect refused it)."""
-        try:
-            tar = parse_request(read(self.ctx, _tar_path(tar_id)))
-        except (RecordError, InvalidRecord) as exc:
-            self._give_up(row_id, tar_id, kind, f"read back: {exc}")
-            return
-        if tar.status == "pending":
-            if refusal is not None:
-                self._give_up(row_id, tar_id, kind, str(refusal))
-                return
-            with self.ctx.engine.begin() as conn:
-                outbox.release(conn, row_id, "read back still pending: not taken, sent again")
-            self.counts.released += 1
-            return
-        note = f"settled by reading back ({refusal})" if refusal else "settled by reading back"
-        self._settled(row_id, tar, kind, read_back=True, note=note)
-
-    def _settled(
-        self, row_id: int, tar: TierAccountRequest, kind: str, *, read_back: bool, note: str | None
-    ) -> None:
-        status = tar.status
-        other = None if status == {"accept": "accepted", "ignore": "ignored"}[kind] else "elsewhere"
-        with self.ctx.engine.begin() as conn:
-            outbox.settle(conn, row_id, status, note if read_back else None)
-            mirror.store_requests(conn, json.dumps([tar.record]))
-            entry = self.ctx.entry(_TAR, tar.id, status, other, tar.reason or note)
-            record(conn, self.ctx.run_id, [entry])
-        self.counts.accepted += status == "accepted"
-        self.counts.ignored += status == "ignored"
-        self.counts.read_back += read_back
-        event = {"accepted": "tar_accepted", "ignored": "tar_ignored"}.get(status, "tar_settled")
-        logger.info(event, extra={"tar": tar.id, "account": tar.account.id, "status": status})
-
-    def _give_up(self, row_id: int, tar_id: str, kind: str, error: str) -> None:
-        with self.ctx.engine.begin() as conn:
-            outbox.fail(conn, row_id, error)
-            record(
-                conn, self.ctx.run_id, [self.ctx.entry(_TAR, tar_id, "failed", "refused", error)]
-            )
-        self.counts.failed += 1
-        logger.warning("tar_action_failed", extra={"tar": tar_id, "action": kind, "error": error})

@@ -1,5 +1,6 @@
-"""What both parts of the write-back share: counts, the context, and the one way an outbox row's
-request goes to Connect (claim, call, crash points), so both have the same crash windows."""
+"""What both parts of the write-back share: counts, the context, and how an account update's
+outbox row goes to Connect (`send`: claim, call, crash points). TAR actions take the same steps
+with the same crash points, many at once (`syncd.sync.writeback_send`)."""
 
 from __future__ import annotations
 
@@ -117,6 +118,7 @@ def send(ctx: Context, row_id: int, method: str, path: str, body: Any) -> Call |
         error = exc
     ctx.counts.connect_writes += 1
     crashpoints.reach("writeback.after_send")
+    crashpoints.reach(f"writeback.{method.lower()}.after_send")
     return Call(answer, error)
 
 
