@@ -13,7 +13,11 @@ Classification (HubSpot error-handling guide; crm-apis.md §2.2, §4.1):
   retried here: the caller reads back. Reads and searches are retried.
 
 The bearer token lives only in the client's default headers: never in a log line, an exception
-message or a repr.
+message or a repr (a text taken from an answer goes through `redact` first, as an answer may echo
+the token).
+
+A refused certificate or a host name that does not resolve is fatal at once, naming the cause
+(`syncd.connect.classify.is_misconfiguration`): repeating cannot mend it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from typing import Any
 
 import httpx
 
+from syncd.connect.classify import is_misconfiguration
+from syncd.connect.errors import Redactor
 from syncd.crm.port import CrmError
 from syncd.retry import RetryPolicy, parse_retry_after
 
@@ -101,6 +107,8 @@ class HubSpotHttp:
             transport=transport,
         )
         self.retry = retry or RetryPolicy()
+        self.redact = Redactor([token])
+        """Removes the token from a text (an answer may echo it)."""
         self.quota: dict[str, str] = {}
         """Latest `X-HubSpot-RateLimit-*` values seen (search answers carry none)."""
         self.stats = RequestStats()
@@ -133,6 +141,11 @@ class HubSpotHttp:
                 response = self._client.request(method, path, json=json)
             except httpx.TransportError as exc:
                 self.stats.record(kind, 0)
+                if is_misconfiguration(exc):
+                    detail = self.redact(str(exc)) or "no detail"
+                    raise CrmError(
+                        f"HubSpot {method} {path}: {type(exc).__name__}: {detail}", fatal=True
+                    ) from None
                 sent = not isinstance(
                     exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
                 )
@@ -150,7 +163,8 @@ class HubSpotHttp:
             self._note_quota(response, kind)
             status = response.status_code
             if status in (401, 403):
-                raise CrmError(_auth_message(response), fatal=True, status=status)
+                message = self.redact(_auth_message(response))
+                raise CrmError(message, fatal=True, status=status)
             if status not in RETRYABLE:
                 return response
             wait = self._wait_for(response)
@@ -223,6 +237,19 @@ def json_body(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def json_object(response: httpx.Response, what: str) -> dict[str, Any]:
+    """The JSON object of an answer that must be one; a non-fatal CrmError (the call is retried
+    on a later cycle) for anything else, so that an unreadable read is never taken for "none"."""
+    try:
+        data = response.json()
+    except ValueError:
+        kind = response.headers.get("content-type") or "no content type"
+        raise CrmError(f"{what}: the answer is not JSON ({response.status_code}, {kind})") from None
+    if not isinstance(data, dict):
+        raise CrmError(f"{what}: the answer is not a JSON object (a {type(data).__name__})")
+    return data
 
 
 def _auth_message(response: httpx.Response) -> str:

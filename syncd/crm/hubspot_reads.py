@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from syncd.crm.hubspot_http import HubSpotHttp, json_body
+from syncd.crm.hubspot_http import HubSpotHttp, json_object
 from syncd.crm.hubspot_records import pick_contact
 from syncd.crm.hubspot_scan import PAGE, to_ms
 from syncd.crm.port import CrmError, CrmRecord
+from syncd.crm.values import storable
 
 BATCH = 100
 COMPANY_MODIFIED = "hs_lastmodifieddate"
@@ -62,13 +63,16 @@ class Reader:
         if response.status_code not in (200, 207):
             status = response.status_code
             raise CrmError(f"HubSpot POST {path}: HTTP {status}", status=status)
-        return json_body(response)
+        # An unreadable answer fails the call: read as {} it would say "no record exists", and
+        # the push would then rewrite every field over the CRM's edits.
+        return json_object(response, f"HubSpot POST {path}")
 
     def batch_read(
         self, otype: str, ids: Sequence[str], id_property: str | None = None
     ) -> list[Found]:
         """The records with these ids (or values of `id_property`) that exist."""
         out: list[Found] = []
+        path = self.objects(otype) + "/batch/read"
         unique = list(dict.fromkeys(ids))
         for start in range(0, len(unique), BATCH):
             body: dict[str, Any] = {
@@ -78,8 +82,8 @@ class Reader:
             }
             if id_property:
                 body["idProperty"] = id_property
-            data = self.post_ok(self.objects(otype) + "/batch/read", "read", body)
-            out += [self.found(otype, r) for r in data.get("results") or []]
+            data = self.post_ok(path, "read", body)
+            out += [self.found(otype, r) for r in results(data, f"HubSpot POST {path}")]
         return out
 
     def search(self, otype: str, filters: list[dict[str, str]], sort: str) -> list[dict[str, Any]]:
@@ -92,8 +96,8 @@ class Reader:
             "limit": PAGE,
             "after": "0",
         }
-        data = self.post_ok(self.objects(otype) + "/search", "search", body)
-        return list(data.get("results") or [])
+        path = self.objects(otype) + "/search"
+        return results(self.post_ok(path, "search", body), f"HubSpot POST {path}")
 
     def linked(self, from_type: str, to_type: str, ids: Sequence[str]) -> dict[str, list[str]]:
         """v4 associations: id -> ids of the associated records of `to_type`."""
@@ -104,7 +108,7 @@ class Reader:
             inputs = [{"id": i} for i in unique[start : start + BATCH]]
             # Records with no association come back as 207 errors (NO_ASSOCIATIONS_FOUND).
             data = self.post_ok(path, "read", {"inputs": inputs})
-            for row in data.get("results") or []:
+            for row in results(data, f"HubSpot POST {path}"):
                 targets = [str(t["toObjectId"]) for t in row.get("to") or []]
                 links[str(row["from"]["id"])] = targets
         return links
@@ -142,11 +146,22 @@ class Reader:
         return CrmRecord(
             key=str(company.properties[self.key_property]),
             crm_id=company.id,
-            fields={f: company.properties.get(f) for f in self.fields["companies"]},
+            fields={f: storable(company.properties.get(f)) for f in self.fields["companies"]},
             contact_id=contact.id if contact else None,
-            contact={f: contact.properties.get(f) for f in self.fields["contacts"]}
+            contact={f: storable(contact.properties.get(f)) for f in self.fields["contacts"]}
             if contact
             else {},
             modified_at=datetime.fromtimestamp(max(stamps) / 1000, UTC) if stamps else None,
             contact_read=contact_read,
         )
+
+
+def results(data: dict[str, Any], what: str) -> list[dict[str, Any]]:
+    """The `results` of a read answer (none when absent); a non-fatal CrmError when it is not a
+    list of objects, which must not be read as "none found" either."""
+    rows = data.get("results")
+    if rows is None:
+        return []
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise CrmError(f"{what}: malformed answer: `results` is not a list of objects")
+    return rows

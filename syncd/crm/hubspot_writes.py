@@ -110,8 +110,8 @@ class BatchWriter:
         if status == 400 and ("PROPERTY_DOESNT_EXIST" in message or "non-unique" in message):
             # The mapping or the account's schema is wrong: no record would ever pass.
             raise CrmError(
-                f"HubSpot refused the {otype} batch: {reason_of(body)}; run `syncd crm setup` "
-                "or fix the mapping",
+                f"HubSpot refused the {otype} batch: {self.http.redact(reason_of(body))}; run "
+                "`syncd crm setup` or fix the mapping",
                 fatal=True,
                 status=status,
             )
@@ -136,17 +136,21 @@ class BatchWriter:
         trace_of = {norm(ident): trace for trace, ident in traces}
         ours = set(trace_of.values())
         out: dict[str, Written] = {}
-        for row in data.get("results") or []:
+        rows, errors, malformed = _entries(data)
+        for row in rows:
             trace = row.get("objectWriteTraceId")
             if trace not in ours:
                 trace = trace_of.get(norm(str((row.get("properties") or {}).get(id_property))))
-            if trace is not None:
+            if trace is not None and row.get("id") is not None:
                 out[trace] = Written(Outcome.DONE, id=str(row["id"]))
-        for err in data.get("errors") or []:
+        for err in errors:
             outcome = Outcome.RETRY if is_retryable(err) else Outcome.REJECTED
             for trace in error_targets(err, trace_of, norm):
                 out.setdefault(trace, Written(outcome, reason=reason_of(err)))
-        missing = Written(Outcome.RETRY, reason="HubSpot returned no result for this record")
+        # Upserts are keyed, so the next cycle's read settles a record this answer leaves out.
+        missing = Written(
+            Outcome.RETRY, reason="HubSpot returned no result for this record" + malformed
+        )
         return {trace: out.get(trace, missing) for trace, _ in traces}
 
     def associate(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], Written]:
@@ -181,3 +185,21 @@ class BatchWriter:
                         out.setdefault(pair, Written(Outcome.RETRY, reason=reason_of(err)))
         missing = Written(Outcome.RETRY, reason="HubSpot did not confirm the association")
         return {p: out.get(p, missing) for p in unique}
+
+
+def _entries(data: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+    """The `results` and `errors` objects of a batch write answer, and what was malformed in it
+    (" (…)", or ""): an entry that is not an object, or a field that is not a list, is left out
+    rather than failing the run, so the records it was about get no result."""
+    kept: list[list[dict[str, Any]]] = []
+    odd: list[str] = []
+    for name in ("results", "errors"):
+        value = data.get(name) or []
+        if not isinstance(value, list):
+            odd.append(f"`{name}` is not a list: {str(value)[:200]!r}")
+            value = []
+        entries = [entry for entry in value if isinstance(entry, dict)]
+        if len(entries) < len(value):
+            odd.append(f"`{name}` holds {len(value) - len(entries)} entries that are not objects")
+        kept.append(entries)
+    return kept[0], kept[1], f" (malformed answer: {'; '.join(odd)})" if odd else ""

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from syncd.crm.port import CrmError, CrmRecord, Upsert, WriteResult
-from syncd.crm.salesforce_http import ApiUsage, RefreshFlow, SalesforceHttp
+from syncd.crm.salesforce_http import ApiUsage, RefreshFlow, SalesforceHttp, json_object
 from syncd.crm.salesforce_soql import (
     chunk_for_url,
     datetime_literal,
@@ -38,6 +38,7 @@ from syncd.crm.salesforce_soql import (
     parse_datetime,
 )
 from syncd.crm.salesforce_writes import BATCH_SIZE, EXTERNAL_ID, CollectionsWriter
+from syncd.crm.values import storable
 from syncd.retry import RetryPolicy
 
 TAX_ID = "Connect_Tax_Id__c"
@@ -136,8 +137,11 @@ class SalesforceAdapter:
 
     def _describe(self, sobject: str) -> dict[str, dict[str, Any]]:
         path = self._http.api_path(f"/sobjects/{sobject}/describe")
-        body = self._http.send("describe", "GET", path).json()
-        return {f["name"]: f for f in body.get("fields", []) if isinstance(f, dict)}
+        body = json_object(self._http.send("describe", "GET", path), f"describe of {sobject}")
+        fields = body.get("fields")
+        if not isinstance(fields, list):
+            raise CrmError(f"Salesforce describe of {sobject}: `fields` is not a list")
+        return {f["name"]: f for f in fields if isinstance(f, dict) and "name" in f}
 
     def properties(self) -> set[str]:
         """Names of the Account fields."""
@@ -187,13 +191,15 @@ class SalesforceAdapter:
     # -- reads -------------------------------------------------------------------------------
 
     def _pages(self, soql: str) -> Iterator[list[dict[str, Any]]]:
-        body = self._http.send(
+        response = self._http.send(
             "query", "GET", self._http.api_path("/query"), params={"q": soql}
-        ).json()
-        yield list(body.get("records", []))
+        )
+        body = json_object(response, "query")
+        yield _records(body)
         while not body.get("done", True) and body.get("nextRecordsUrl"):
-            body = self._http.send("query", "GET", body["nextRecordsUrl"]).json()
-            yield list(body.get("records", []))
+            response = self._http.send("query", "GET", str(body["nextRecordsUrl"]))
+            body = json_object(response, "query")
+            yield _records(body)
 
     def _fields(self, sobject: str) -> str:
         fields = self.account_fields if sobject == "Account" else self.contact_fields
@@ -283,6 +289,15 @@ class SalesforceAdapter:
         return self._writer.upsert(items)
 
 
+def _records(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `records` of a query answer; a CrmError when they are not a list of objects (an
+    unreadable answer must not be taken for "no such record")."""
+    rows = body.get("records", [])
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise CrmError("Salesforce query: malformed answer: `records` is not a list of objects")
+    return rows
+
+
 def _own_contact(children: Any, key: str) -> dict[str, Any] | None:
     """The account's contact among the children of a subquery result: the one with its key."""
     if not isinstance(children, dict):
@@ -296,4 +311,4 @@ def _text(value: Any) -> str | None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    return storable(str(value))

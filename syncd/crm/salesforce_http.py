@@ -13,10 +13,13 @@ Each response is classified once (docs/crm-apis.md §3.3 and §4.2):
   `RetryPolicy`, honouring `Retry-After`;
 - a write whose request went out but whose answer did not come back: `ResponseLost`, so the
   caller reports UNKNOWN and settles it by reading back instead of retrying blindly;
-- any other 4xx: fatal, since the request itself (mapping, API version) is wrong for this org.
+- any other 4xx: fatal, since the request itself (mapping, API version) is wrong for this org;
+- a refused certificate or a host name that does not resolve: fatal at once, naming the cause
+  (`syncd.connect.classify.is_misconfiguration`), since repeating cannot mend it.
 
 Tokens live only in this object's private attributes and the `Authorization` header: never in
-logs, reprs or exception messages.
+logs, reprs or exception messages (an error body may echo them: `redact` takes them out of every
+text of an answer that goes into a `CrmError`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from typing import Any
 
 import httpx
 
+from syncd.connect.classify import is_misconfiguration
+from syncd.connect.errors import Redactor
 from syncd.crm.port import CrmError
 from syncd.retry import RetryPolicy, RetryState, parse_retry_after
 
@@ -78,6 +83,23 @@ def api_error(response: httpx.Response) -> ApiError:
     return ApiError("", f"HTTP {response.status_code}")
 
 
+def json_object(response: httpx.Response, what: str) -> dict[str, Any]:
+    """The JSON object a 2xx answer must be; a non-fatal CrmError naming what is wrong (the
+    records involved are retried on a later cycle) for anything else."""
+    try:
+        data = response.json()
+    except ValueError:
+        kind = response.headers.get("content-type") or "no content type"
+        raise CrmError(
+            f"Salesforce {what}: the answer is not JSON ({response.status_code}, {kind})"
+        ) from None
+    if not isinstance(data, dict):
+        raise CrmError(
+            f"Salesforce {what}: the answer is not a JSON object (a {type(data).__name__})"
+        )
+    return data
+
+
 class QuotaExceeded(CrmError):
     """The org's daily API allowance is spent: stop the run, try again once usage drops."""
 
@@ -122,6 +144,7 @@ class SalesforceHttp:
     ) -> None:
         self.api_version = api_version
         self._token = token
+        self._first_token = token
         self._refresh = refresh
         self._retry = retry
         self._client = httpx.Client(
@@ -157,6 +180,19 @@ class SalesforceHttp:
     def close(self) -> None:
         self._client.close()
 
+    def redact(self, text: str) -> str:
+        """`text` without the access tokens (the first and the current one), the refresh token
+        or the client secret."""
+        flow = self._refresh
+        secrets = [self._token, self._first_token]
+        if flow is not None:
+            secrets += [flow.refresh_token, flow.client_secret or ""]
+        return Redactor(secrets)(text)
+
+    def _misconfigured(self, what: str, exc: httpx.TransportError) -> CrmError:
+        detail = self.redact(str(exc)) or "no detail"
+        return CrmError(f"Salesforce {what}: {type(exc).__name__}: {detail}", fatal=True)
+
     def api_path(self, path: str) -> str:
         return f"/services/data/v{self.api_version}{path}"
 
@@ -182,6 +218,8 @@ class SalesforceHttp:
                 )
             except httpx.TransportError as exc:
                 self._count(f"{kind} {type(exc).__name__}")
+                if is_misconfiguration(exc):
+                    raise self._misconfigured(kind, exc) from None
                 if write and not isinstance(exc, _NOT_SENT):
                     raise ResponseLost(f"{kind}: {type(exc).__name__}") from None
                 if self._again(state, kind, type(exc).__name__, None):
@@ -194,7 +232,8 @@ class SalesforceHttp:
             status = response.status_code
             if 200 <= status < 300:
                 return response
-            error = api_error(response)
+            raw = api_error(response)
+            error = ApiError(self.redact(raw.code), self.redact(raw.message))
             if status == 401:
                 if self._refresh is not None and not refreshed:
                     refreshed = True
@@ -259,6 +298,8 @@ class SalesforceHttp:
             response = self._client.post(flow.token_url, data=form)
         except httpx.TransportError as exc:
             self.stats[f"token {type(exc).__name__}"] += 1  # under self._lock
+            if is_misconfiguration(exc):
+                raise self._misconfigured("token refresh", exc) from None
             raise CrmError(f"Salesforce token refresh failed: {type(exc).__name__}") from None
         self.stats[f"token {response.status_code}"] += 1  # under self._lock
         body: Any = None
@@ -266,7 +307,7 @@ class SalesforceHttp:
             body = response.json()
         token = body.get("access_token") if isinstance(body, dict) else None
         if response.status_code != 200 or not isinstance(token, str) or not token:
-            code = body.get("error", "") if isinstance(body, dict) else ""
+            code = self.redact(str(body.get("error", ""))) if isinstance(body, dict) else ""
             raise CrmError(
                 f"Salesforce token refresh failed: {response.status_code} {code}; check the "
                 "refresh token and the connected app",

@@ -9,6 +9,7 @@ its key is not written again: a change to the contact alone costs one call.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -17,6 +18,8 @@ from syncd.crm.salesforce_http import ResponseLost, SalesforceHttp
 
 EXTERNAL_ID = "Connect_Account_Id__c"
 BATCH_SIZE = 200
+RAW_CUT = 500
+"""Characters kept of an error entry of unknown shape, as its reason."""
 # Per-record codes worth another try later; every other code is a permanent rejection.
 RETRYABLE_CODES = frozenset(
     {
@@ -150,10 +153,18 @@ def _result(key: str, answer: Any, account_id: str | None) -> WriteResult:
         if account_id is None:
             return WriteResult(key, Outcome.DONE, answer.get("id"))
         return WriteResult(key, Outcome.DONE, account_id, contact_id=answer.get("id"))
-    errors = [e for e in answer.get("errors") or [] if isinstance(e, dict)]
-    codes = {str(e.get("statusCode", "")) for e in errors}
-    reason = prefix + "; ".join(
-        f"{e.get('statusCode', 'ERROR')}: {e.get('message', '')}" for e in errors
-    )
+    raw = answer.get("errors") or []
+    errors: list[Any] = raw if isinstance(raw, list) else [raw]
+    codes = {str(e.get("statusCode", "")) for e in errors if isinstance(e, dict)}
+    reason = prefix + "; ".join(_error_text(e) for e in errors)
     outcome = Outcome.RETRY if codes & RETRYABLE_CODES else Outcome.REJECTED
     return WriteResult(key, outcome, account_id, reason=reason or f"{prefix}rejected")
+
+
+def _error_text(error: Any) -> str:
+    """One error entry as a reason: `CODE: message`, or the entry as received (cut) when it has
+    neither, so that the reason still says what Salesforce answered."""
+    if isinstance(error, dict) and (error.get("statusCode") or error.get("message")):
+        return f"{error.get('statusCode', 'ERROR')}: {error.get('message', '')}"
+    text = json.dumps(error, ensure_ascii=False, default=str)
+    return "unexpected error entry: " + (text if len(text) <= RAW_CUT else text[:RAW_CUT] + "…")

@@ -12,6 +12,7 @@ import random
 import re
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -96,6 +97,9 @@ class Faults:
         self._scripted: list[list[Any]] = []  # [fault, remaining]
         self.rate_429 = 0.0
         self.retry_after: str | None = "1"
+        self.retry_after_share = 1.0
+        """Share of the random 429s that carry `Retry-After`; the others (`random_429_bare`)
+        carry none, so the client falls back on its own backoff."""
         self.rate_5xx = 0.0
         self.rate_reset = 0.0
         self.rate_drop_write = 0.0
@@ -112,6 +116,7 @@ class Faults:
             self._scripted.clear()
             self.rate_429 = self.rate_5xx = self.rate_reset = self.rate_drop_write = 0.0
             self.latency = self.spike_rate = self.spike_latency = 0.0
+            self.retry_after_share = 1.0
 
     def pending(self) -> int:
         with self._lock:
@@ -134,8 +139,13 @@ class Faults:
             latency += self.spike_latency
         roll = self._rng.random()
         if roll < self.rate_429:
-            headers = {"Retry-After": self.retry_after} if self.retry_after else {}
-            return Fault(status=429, headers=headers, latency=latency, name="random_429")
+            # Drawn only when some 429s go bare, so seeded runs of the default stay the same.
+            if self.retry_after and (
+                self.retry_after_share >= 1 or self._rng.random() < self.retry_after_share
+            ):
+                headers = {"Retry-After": self.retry_after}
+                return Fault(status=429, headers=headers, latency=latency, name="random_429")
+            return Fault(status=429, latency=latency, name="random_429_bare")
         roll -= self.rate_429
         if roll < self.rate_5xx:
             return Fault(status=self._rng.choice((500, 502, 503, 504)), latency=latency, name="5xx")
@@ -251,6 +261,13 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     sim: SimServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (its timeout is shorter than an injected latency) has closed the
+        # connection by the time the answer is written: expected, not worth a traceback.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class SimServer:

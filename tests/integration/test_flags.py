@@ -12,8 +12,6 @@ from sqlalchemy import Engine, select
 from syncd.connect.client import ConnectClient
 from syncd.sim.base import Fault, SimServer
 from syncd.sim.connect import ConnectSim
-from syncd.store import mirror
-from syncd.store.asset_links import NO_ASSETS_MEMO
 from syncd.store.flags import UnknownAccount, set_override
 from syncd.store.schema import (
     account_products,
@@ -144,7 +142,10 @@ def test_an_idle_second_run_asks_connect_nothing_and_writes_no_flag(
 
     assert server.requests == []
     assert (counts.looked_up, counts.changed) == (0, 0)
-    assert (counts.enabled, counts.disabled) == (30, 30)
+    assert (counts.enabled, counts.disabled, counts.full) == (0, 0, False), "nothing decided"
+    with engine.connect() as conn:
+        decided = conn.execute(select(tier_accounts.c.sync_enabled)).scalars().all()
+    assert sorted(decided) == [False] * 30 + [True] * 30
 
 
 def test_only_new_accounts_are_looked_up_in_a_later_run(
@@ -168,17 +169,18 @@ def test_only_new_accounts_are_looked_up_in_a_later_run(
 
 
 def test_an_account_with_neither_tar_nor_asset_takes_the_configured_default(
-    engine: Engine, sim: ConnectSim, client: ConnectClient
+    engine: Engine, sim: ConnectSim, server: SimServer, client: ConnectClient
 ) -> None:
     lonely = customer_of(sim)
     pull(engine, client)
 
     flags(engine, client, default=False)
     assert flag_of(engine, lonely) == (False, "default")
-    flags(engine, client, default=True)
+    server.clear_log()
+    changed_default = flags(engine, client, default=True)
     assert flag_of(engine, lonely) == (True, "default")
-    with engine.connect() as conn:
-        assert lonely in (mirror.get_cursor(conn, NO_ASSETS_MEMO) or "")
+    assert changed_default.full, "a new default decides every account again"
+    assert server.requests_matching("GET", ASSETS) == [], "looked up once, not again"
 
 
 def test_the_override_wins_until_reset_and_every_change_is_kept_in_the_history(

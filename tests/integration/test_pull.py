@@ -78,7 +78,11 @@ def test_a_server_clamping_limit_to_50_loses_nothing(
 
     assert count(engine, tier_account_requests) == 437
     feed = server.requests_matching("GET", r"/tier/account-requests$")
-    assert all("limit=1000" in r.query for r in feed)
+    # The first page of each listing asks 1000; the server's 50 is the page size after it.
+    firsts = [r for r in feed if "offset=0" in r.query]
+    assert firsts
+    assert all("limit=1000" in r.query for r in firsts)
+    assert all("limit=50&" in r.query for r in feed if r not in firsts)
 
 
 def test_a_tar_created_while_the_feed_is_paged_arrives_in_that_run_or_the_next(

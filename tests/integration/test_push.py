@@ -252,9 +252,10 @@ def test_a_full_resync_selects_accounts_already_synced(
 
 
 class SkipRecordingCrm(MemoryCrm):
-    """Records what each read was told to skip; can fail the nth read."""
+    """Records what each read was told to skip; can fail the nth read (fatally or not)."""
 
     fail_read: int | None = None
+    fail_fatal: bool = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -265,6 +266,8 @@ class SkipRecordingCrm(MemoryCrm):
     ) -> dict[str, CrmRecord]:
         self.skipped.append(dict(skip_contacts or {}))
         if self.fail_read is not None and len(self.skipped) == self.fail_read:
+            if self.fail_fatal:
+                raise CrmError("401 from the CRM: the token was revoked", fatal=True, status=401)
             raise CrmError("503 from the CRM, retries spent", status=503)
         return super().read(keys, skip_contacts)
 
@@ -315,22 +318,57 @@ def test_a_full_resync_reads_every_contact(
     assert crm.skipped[-1] == {}
 
 
-def test_a_read_failing_for_a_later_batch_fails_the_run_after_committing_the_earlier_ones(
+def test_a_read_failing_fatally_for_a_later_batch_fails_the_run_after_committing_the_earlier_ones(
     engine: Engine, sim: ConnectSim, client: ConnectClient
 ) -> None:
     crm = recording_crm()
     crm.fail_read = 3  # planned in the worker while the second batch is written
+    crm.fail_fatal = True
     sim.seed(5, accounts=450)
 
     result = cycle(engine, client, crm)
 
     assert result.outcome == "failed"
-    assert "503" in (result.error or "")
+    assert "401" in (result.error or "")
     with engine.connect() as conn:
         synced = conn.execute(select(crm_links.c.account_id)).scalars().all()
     assert len(synced) == 2 * crm.batch_size
     assert set(synced) == set(sorted(sim.accounts)[: 2 * crm.batch_size])
     assert crm.keys == set(synced)
+
+
+def test_a_read_failing_for_one_batch_leaves_its_accounts_to_retry_and_the_others_land(
+    engine: Engine, sim: ConnectSim, client: ConnectClient
+) -> None:
+    crm = recording_crm()
+    crm.fail_read = 2
+    sim.seed(5, accounts=250)
+    accounts = sorted(sim.accounts)
+    unread = set(accounts[crm.batch_size : 2 * crm.batch_size])
+
+    result = cycle(engine, client, crm)
+
+    assert result.outcome == "partial", result.error
+    assert result.counts["push"]["retry"] == len(unread)
+    with engine.connect() as conn:
+        links = {r.account_id: r for r in conn.execute(select(crm_links))}
+        ledger = conn.execute(
+            select(sync_ledger).where(
+                sync_ledger.c.run_id == result.run_id, sync_ledger.c.outcome == "retry"
+            )
+        ).all()
+    assert {a for a, r in links.items() if r.state == "retry"} == unread
+    assert {a for a, r in links.items() if r.state == "synced"} == set(accounts) - unread
+    assert all("503" in (links[a].last_error or "") for a in unread)
+    assert all(links[a].next_attempt_at is not None for a in unread)
+    assert {r.object_id for r in ledger} == unread
+    assert {r.error_kind for r in ledger} == {"crm_retry"}
+    assert crm.keys == set(accounts) - unread, "nothing written for the batch that was not read"
+
+    again = cycle(engine, client, crm)
+
+    assert again.outcome == "success", again.error
+    assert crm.keys == set(accounts)
 
 
 def test_without_the_pipeline_the_same_accounts_are_written(

@@ -23,6 +23,7 @@ from syncd.store.schema import connect_outbox, sync_ledger, tier_account_request
 from syncd.sync.cycle import run_cycle
 from syncd.sync.pull import PullOptions
 from syncd.sync.writeback import WritebackPhase
+from syncd.sync.writeback_send import SETTLE_EVERY
 
 MAPPING = default_mapping("hubspot")
 
@@ -316,11 +317,13 @@ def test_when_connect_stays_unavailable_the_phase_stops_and_the_next_run_sends_t
     ids = accounts_with_pending_tars(sim, 3)
     prepare(engine, client, crm)
     set_flag(engine, ids, True)
-    server.faults.inject(Fault(status=503, headers={"Retry-After": "0"}, match="POST"), times=4)
+    server.faults.inject(Fault(status=503, headers={"Retry-After": "0"}, match="POST"), times=99)
 
     stopped = writeback(engine, client, crm)
+    server.faults.clear()
 
-    assert server.faults.pending() == 0
+    # Each accept tried within its retry budget (4 attempts), none more.
+    assert len(server.requests_matching("POST")) <= 3 * client.retry.attempts
     assert stopped.counts.failed_parts == ["tars"]
     assert stopped.counts.accepted == 0
     assert [row[2] for row in outbox_rows(engine)] == ["pending"] * 3
@@ -351,3 +354,29 @@ def test_a_dry_run_reports_its_decisions_and_writes_nothing(
     assert sorted((p["tar"], p["action"]) for p in phase.planned) == sorted(
         [(tar_of(sim, good), "accept"), (tar_of(sim, bad), "ignore")]
     )
+
+
+def test_rows_claimed_ahead_of_their_answer_stay_bounded_by_the_concurrency(
+    engine: Engine, sim: ConnectSim, server: SimServer, client: ConnectClient, crm: MemoryCrm
+) -> None:
+    ids = accounts_with_pending_tars(sim, 100)
+    prepare(engine, client, crm)
+    set_flag(engine, ids, True)
+    server.faults.latency = 0.01
+    claimed: list[int] = []
+
+    def count_claimed() -> None:
+        with engine.connect() as conn:
+            claimed.append(
+                conn.execute(
+                    text("SELECT count(*) FROM connect_outbox WHERE state = 'sent'")
+                ).scalar_one()
+            )
+
+    crashpoints.install("writeback.before_send", count_claimed)
+    phase = writeback(engine, client, crm, concurrency=2)
+
+    assert phase.counts.accepted == 100
+    assert len(posts(server)) == 100
+    # Two requests in flight, two more claimed, and answers waiting to be settled in a batch.
+    assert 1 < max(claimed) <= 2 * 2 + SETTLE_EVERY

@@ -16,7 +16,7 @@ import pytest
 
 from syncd.connect.client import ConnectClient
 from syncd.connect.errors import (
-    BODY_EXCERPT,
+    MALFORMED_EXCERPT,
     ConnectError,
     FatalError,
     MalformedResponse,
@@ -226,12 +226,12 @@ def test_a_content_range_or_body_that_contradicts_itself_is_malformed(
 def test_a_body_that_is_not_json_is_malformed_and_kept_up_to_the_limit(
     make_client: Callable[..., ConnectClient],
 ) -> None:
-    page = "<html>" + "x" * 5000
+    page = "<html>" + "x" * (MALFORMED_EXCERPT + 5000)
 
     client = make_client(lambda request: httpx.Response(200, text=page))
     with pytest.raises(MalformedResponse, match="not JSON") as caught:
         client.get(f"/tier/account-requests/{TAR}")
-    assert caught.value.body == page[:BODY_EXCERPT]
+    assert caught.value.body == page[:MALFORMED_EXCERPT]
 
 
 def test_count_reads_the_total_of_a_zero_limit_request(
