@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -15,20 +14,10 @@ import pytest
 from syncd.sim.base import Fault, SimServer
 from syncd.sim.connect import ConnectSim
 from syncd.sim.hubspot import HubSpotSim
+from tests.e2e.process import syncd
 
 KEY = "SU-000-000-000:cli-secret-key"
 TOKEN = "pat-cli-secret-token"
-
-
-def syncd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "syncd", *args],
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @dataclass

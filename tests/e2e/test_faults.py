@@ -17,10 +17,8 @@ simulator's log holds one applied accept per TAR), and no CRM record exists twic
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -48,6 +46,7 @@ from syncd.store import migrate
 from syncd.store.schema import crm_links, sync_runs, tier_accounts
 from syncd.sync.cycle import CycleResult, run_cycle
 from syncd.sync.pull import PullOptions
+from tests.e2e.process import syncd
 
 KEY = "SU-000-000-000:fault-key"
 TOKEN = "fault-crm-token"
@@ -391,17 +390,6 @@ def test_a_spent_retry_budget_ends_the_run_cleanly_and_the_next_runs_converge(
 
 
 # -- real processes ----------------------------------------------------------------------------
-
-
-def syncd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "syncd", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def test_syncd_sync_processes_under_faults_exit_cleanly_and_converge(

@@ -31,6 +31,7 @@ from syncd.sim.base import Fault, SimServer
 from syncd.sim.connect import ConnectSim
 from syncd.sim.hubspot import HubSpotSim
 from syncd.sim.salesforce import SalesforceSim
+from tests.e2e.process import syncd
 from tests.pg import PgServer
 
 CONNECT_KEY = "SU-913-274-118:cnk-Vq7rT2mX9pL4sW8z"
@@ -56,17 +57,6 @@ SECRETS = {
     "database password": PG_PASSWORD,
 }
 TEXT_TYPES = ("text", "jsonb", "json", "character varying")
-
-
-def syncd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "syncd", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
 
 
 @dataclass

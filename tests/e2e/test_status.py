@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,20 +16,10 @@ from syncd.sim.connect import ConnectSim
 from syncd.sim.hubspot import HubSpotSim
 from syncd.sync.cycle import run_cycle
 from syncd.sync.pull import PullOptions
+from tests.e2e.process import syncd
 
 KEY = "SU-000-000-000:status-key"
 TOKEN = "status-crm-token"
-
-
-def syncd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "syncd", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
 
 
 @dataclass

@@ -8,10 +8,7 @@ on mirrored accounts); the cycles after it are `syncd sync` processes.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,20 +25,10 @@ from syncd.sim.salesforce import SalesforceSim
 from syncd.store.schema import connect_outbox, sync_runs, tier_accounts
 from syncd.sync.cycle import run_cycle
 from syncd.sync.pull import PullOptions
+from tests.e2e.process import syncd
 
 KEY = "SU-000-000-000:e2e-key"
 TOKEN = "e2e-crm-token"
-
-
-def syncd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "syncd", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 @dataclass
