@@ -12,8 +12,8 @@ the database with syncd's own store functions, the ones the pull uses (`syncd.st
 - the flags, decided by syncd's own statement (`recompute_flags`), a day ago;
 - with a CRM, a `synced` link per enabled account at its current version, synced a day ago, and
   the CRM-change cursors at now: as if syncd had pushed every account and seen its writes come
-  back. The CRM simulator itself stays empty: an idle cycle asks it only for records modified
-  since the cursor, which are none either way.
+  back (so the push's queue is left empty). The CRM simulator itself stays empty: an idle cycle
+  asks it only for records modified since the cursor, which are none either way.
 
 What a pull would store and this stores differ in one way only: the mirror keeps the versions
 it was given (the current one, and those the TARs carry), not every version syncd would have
@@ -36,7 +36,7 @@ from syncd.domain.records import parse_product
 from syncd.sim.connect import ConnectSim
 from syncd.sim.connect_model import Account, Tar
 from syncd.sim.connect_render import account_json, product_json, tar_json
-from syncd.store import asset_links, mirror
+from syncd.store import asset_links, mirror, push_queue
 from syncd.store.flags import recompute_flags
 
 CHUNK = 2000
@@ -129,6 +129,7 @@ def fill_mirror(
             links = 0
             if crm is not None:
                 links = conn.execute(_LINKS, {"crm": crm}).rowcount
+                push_queue.unmark(conn)  # the flags marked every enabled account: now synced
                 now = _moment(datetime.now(UTC))
                 mirror.set_cursor(conn, "crm.changed_since", now)
                 mirror.set_cursor(conn, "crm.flag_switched_on", now)

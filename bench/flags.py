@@ -89,6 +89,7 @@ _AT_REST = [
     "INSERT INTO crm_links (account_id, crm, state, synced_version) "
     "SELECT id, 'hubspot', 'synced', version FROM tier_accounts WHERE sync_enabled",
     "DELETE FROM flag_dirty",
+    "DELETE FROM push_dirty",
     "ANALYZE",
 ]
 

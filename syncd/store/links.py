@@ -9,11 +9,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, TextClause, func, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    TextClause,
+    func,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Dialect
 
-from syncd.store.schema import crm_conflicts, crm_links, tier_accounts
+from syncd.store.schema import crm_conflicts, crm_links, push_dirty, tier_accounts
 
 
 @dataclass(frozen=True)
@@ -49,8 +59,19 @@ class Selection:
     flags are decided. Flag off means zero writes."""
 
 
-def _candidates(selection: Selection, now: datetime) -> Select[Any]:
+def _candidates(selection: Selection, now: datetime) -> tuple[Select[Any], ColumnElement[str]]:
+    """The query of the accounts to diff, and the column to page it by.
+
+    Accounts behind with sync on are read from the push's queue (`push_dirty`, every one of them
+    is marked there); a selection that also wants accounts synced (`full`) or with sync off
+    (a push without flags) scans the accounts."""
     link = crm_links
+    queued = selection.only_enabled and not selection.full
+    accounts = tier_accounts.outerjoin(link, link.c.account_id == tier_accounts.c.id)
+    key: ColumnElement[str] = tier_accounts.c.id
+    if queued:
+        accounts = push_dirty.join(accounts, tier_accounts.c.id == push_dirty.c.account_id)
+        key = push_dirty.c.account_id
     query = select(
         tier_accounts.c.id,
         tier_accounts.c.version,
@@ -61,7 +82,7 @@ def _candidates(selection: Selection, now: datetime) -> Select[Any]:
         link.c.attempts,
         link.c.crm_id,
         link.c.contact_id,
-    ).select_from(tier_accounts.outerjoin(link, link.c.account_id == tier_accounts.c.id))
+    ).select_from(accounts)
     if not selection.full:
         query = query.where(
             or_(link.c.synced_version.is_(None), link.c.synced_version < tier_accounts.c.version)
@@ -71,12 +92,12 @@ def _candidates(selection: Selection, now: datetime) -> Select[Any]:
     if selection.only_enabled:
         query = query.where(tier_accounts.c.sync_enabled.is_(True))
     if selection.accounts:
-        query = query.where(tier_accounts.c.id.in_(selection.accounts))
+        query = query.where(key.in_(selection.accounts))
     if selection.since is not None:
         query = query.where(
             func.coalesce(tier_accounts.c.updated_at, tier_accounts.c.created_at) >= selection.since
         )
-    return query
+    return query, key
 
 
 def iter_candidates(
@@ -85,8 +106,8 @@ def iter_candidates(
     """Accounts to diff, in batches, by id (keyset paging: memory stays flat at any size)."""
     after = ""
     while True:
-        query = _candidates(selection, now)
-        query = query.where(tier_accounts.c.id > after).order_by(tier_accounts.c.id).limit(batch)
+        query, key = _candidates(selection, now)
+        query = query.where(key > after).order_by(key).limit(batch)
         with engine.connect() as conn:
             rows = conn.execute(query).all()
         if not rows:
@@ -110,7 +131,7 @@ def iter_candidates(
 
 def count_candidates(engine: Engine, selection: Selection, now: datetime) -> int:
     """How many accounts `iter_candidates` would yield now (one count query; for progress)."""
-    query = select(func.count()).select_from(_candidates(selection, now).subquery())
+    query = select(func.count()).select_from(_candidates(selection, now)[0].subquery())
     with engine.connect() as conn:
         return int(conn.execute(query).scalar_one())
 

@@ -294,3 +294,15 @@ flag_dirty = Table(
     Column("account_id", Text, primary_key=True),
     Column("marked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+# Accounts that may be behind the CRM with sync on: marked by statement-level triggers on
+# tier_accounts (a new version, sync switched on) and crm_links (synced version lowered, link
+# deleted) (migration 0007); read and unmarked by the push.
+push_dirty = Table(
+    "push_dirty",
+    metadata,
+    Column(
+        "account_id", Text, ForeignKey("tier_accounts.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("marked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

@@ -1,6 +1,7 @@
 """The plan and push phases: diff changed accounts against the CRM, write what differs, in batches.
 
-Accounts whose mirrored version is newer than the one syncd last synced are read from the CRM in
+Accounts whose mirrored version is newer than the one syncd last synced (found through the queue
+the triggers keep, `syncd.store.push_queue`, so an idle push reads nothing) are read from the CRM in
 batches of the adapter's size (one read per batch), diffed three ways (`syncd.domain.diff`; the
 plan is `syncd.sync.push_plan`), and the ones that need a write are upserted by their key in one
 call per batch, with what the read found (record and contact ids) so that the adapter can pick
@@ -34,6 +35,7 @@ from syncd import crashpoints
 from syncd.crm.port import CrmError, CrmPort, Outcome, Upsert, WriteResult
 from syncd.domain.diff import AccountDiff, Plan
 from syncd.domain.mapping import Mapping
+from syncd.store import push_queue
 from syncd.store.links import Candidate, Selection, iter_candidates, record_conflicts, save_links
 from syncd.store.runs import LedgerEntry, record
 from syncd.sync.prefetch import prefetch
@@ -106,6 +108,9 @@ class PushPhase:
 
     def run(self) -> PushCounts:
         now = self.clock()
+        if not self.options.dry_run:
+            with self.engine.begin() as conn:
+                push_queue.unmark(conn)  # marks of accounts pushed since, or switched off
         batches = iter_candidates(self.engine, self.options.selection, now, self.crm.batch_size)
         plans: Iterator[PlannedBatch] = (self.planner.plan(batch) for batch in batches)
         if self.options.pipeline:
@@ -145,6 +150,7 @@ class PushPhase:
         links, conflicts = self._settle(planned, results, entries)
         with self.engine.begin() as conn:
             save_links(conn, links)
+            push_queue.unmark(conn, [link["account_id"] for link in links])
             record_conflicts(conn, conflicts)
             record(conn, self.run_id, entries)
             crashpoints.reach("push.before_commit")
