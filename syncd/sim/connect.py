@@ -18,7 +18,7 @@ from http import HTTPStatus
 from typing import Any, TypeVar
 
 from syncd.sim.base import Request, Response, SimApp, SimServer
-from syncd.sim.connect_fields import account_fields, asset_fields, tar_fields
+from syncd.sim.connect_fields import account_fields, asset_fields, product_fields, tar_fields
 from syncd.sim.connect_model import Json
 from syncd.sim.connect_render import account_json, asset_json, product_json, tar_json
 from syncd.sim.connect_state import ConnectState
@@ -58,6 +58,7 @@ class ConnectSim(ConnectState, SimApp):
         self._account_fields = account_fields(self.accounts.get)
         self._tar_fields = tar_fields()
         self._asset_fields = asset_fields()
+        self._product_fields = product_fields()
         self._results: OrderedDict[tuple[Any, ...], list[Any]] = OrderedDict()
         for method, path, handler in (
             ("GET", "/tier/accounts", self._list_accounts),
@@ -70,6 +71,7 @@ class ConnectSim(ConnectState, SimApp):
             ("GET", f"/tier/account-requests/{_ID}", self._get_tar),
             ("POST", f"/tier/account-requests/{_ID}/accept", self._accept),
             ("POST", f"/tier/account-requests/{_ID}/ignore", self._ignore),
+            ("GET", "/products", self._list_products),
             ("GET", f"/products/{_ID}", self._get_product),
             ("GET", "/assets", self._list_assets),
             ("GET", f"/assets/{_ID}", self._get_asset),
@@ -169,6 +171,11 @@ class ConnectSim(ConnectState, SimApp):
 
     def _list_assets(self, request: Request) -> Response:
         return self._page(request, ("assets",), self._sorted_assets, self._asset_fields, asset_json)
+
+    def _list_products(self, request: Request) -> Response:
+        return self._page(
+            request, ("products",), self._sorted_products, self._product_fields, product_json
+        )
 
     def _list_versions(self, request: Request, id: str) -> Response:
         account = self.accounts.get(id)

@@ -1,10 +1,10 @@
 """The filterable fields of the simulated Connect collections, as spec v37 documents them.
 
 Names, lookups, `ordering` and `search` flags, and null literals are those of the spec's query
-parameters for `GET /tier/accounts`, `GET /tier/account-requests` and `GET /assets` (a spec test
-checks them). Fields the spec lists with no lookups (`version`, `tax_id`, `contact_info` on
-accounts) answer 400 to any filter, as django-rql does; fields it does not list at all (notably
-`events.updated.at`) are ignored.
+parameters for `GET /tier/accounts`, `GET /tier/account-requests`, `GET /assets` and
+`GET /products` (a spec test checks them). Fields the spec lists with no lookups (`version`,
+`tax_id`, `contact_info` on accounts) answer 400 to any filter, as django-rql does; fields it does
+not list at all (notably `events.updated.at` on accounts and TARs) are ignored.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from syncd.sim.connect_model import Account, Asset, Tar
+from syncd.sim.connect_model import Account, Asset, Product, Tar
 from syncd.sim.rql_filter import (
     NULLABLE_STRING_LOOKUPS,
     RANGE_LOOKUPS,
@@ -137,5 +137,31 @@ def asset_fields() -> dict[str, Field[Asset]]:
         "tiers.tier1.id": _s(tier_id("tier1")),
         "tiers.tier2.id": _s(tier_id("tier2")),
         "updated": Field(lambda a: a.created_at, kind="datetime", lookups=when, ordering=True),
+    }
+    return fields
+
+
+def product_fields() -> dict[str, Field[Product]]:
+    """`GET /products`: the fields a vendor integration filters on. `id` has no `ordering` in the
+    spec (only `name` and the `events.*` fields do), so `ordering(id)` is refused like there."""
+    when: Field[Product] = Field(
+        lambda p: p.created_at, kind="datetime", lookups=RANGE_LOOKUPS, ordering=True
+    )
+    fields: dict[str, Field[Any]] = {
+        "events.created.at": when,
+        "events.published.at": Field(
+            lambda p: p.created_at,
+            kind="datetime",
+            lookups=RANGE_LOOKUPS | {"null"},
+            ordering=True,
+        ),
+        "events.updated.at": when,
+        "external_id": _s(lambda p: p.id.replace("PRD-", "EXT-")),
+        "id": _s(lambda p: p.id, search=True),
+        "name": _s(lambda p: p.name, nullable=False, search=True, ordering=True),
+        "owner.id": _s(lambda p: p.vendor.id, search=True),
+        "owner.name": _s(lambda p: p.vendor.name, nullable=False, search=True),
+        # Every simulated product is published (`connect_render.product_json`).
+        "status": Field(lambda p: "published", lookups=RANGE_LOOKUPS),
     }
     return fields

@@ -165,6 +165,9 @@ class ConnectState:
     def _sorted_assets(self) -> list[Asset]:
         return self._by_id("assets", self.assets)
 
+    def _sorted_products(self) -> list[Product]:
+        return self._by_id("products", self.products)
+
     # -- hooks for tests ------------------------------------------------------------------------
 
     def add_product(
@@ -179,6 +182,13 @@ class ConnectState:
         """Switch a product's `capabilities.tiers.updates` (affects TARs created from now on)."""
         with self.lock:
             self.products[product_id].updates = updates
+            self.touch()
+
+    def hide_product(self, product_id: str) -> None:
+        """Take a product out of `GET /products` and `GET /products/{id}` (deleted, or no longer
+        visible to the key); its TARs and assets keep referring to it."""
+        with self.lock:
+            del self.products[product_id]
             self.touch()
 
     def add_account(

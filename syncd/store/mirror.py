@@ -158,6 +158,23 @@ def store_products(conn: Connection, found: Sequence[Product], read_at: datetime
     )
 
 
+# Connect no longer lists these products: only `read_at` moves. A row inserted here says nothing
+# (no name, capability NULL, record JSON null): the flag rule reads it as a product never read.
+_MARK_PRODUCTS_READ = text(
+    "INSERT INTO products (id, read_at, record) "
+    "SELECT DISTINCT unnest(CAST(:ids AS text[])), :read_at, CAST('null' AS jsonb) "
+    "ON CONFLICT (id) DO UPDATE SET read_at = excluded.read_at"
+)
+
+
+def mark_products_read(conn: Connection, product_ids: Sequence[str], read_at: datetime) -> None:
+    """Mark `product_ids` read at `read_at` without changing what the mirror knows of them: a
+    product read before keeps its capability, name and record; one never read gets a row that
+    says nothing (capability NULL, record JSON `null`). For products Connect did not list."""
+    if product_ids:
+        conn.execute(_MARK_PRODUCTS_READ, {"ids": list(product_ids), "read_at": read_at})
+
+
 _STORED_VERSIONS = text("SELECT id, version FROM tier_accounts WHERE id = ANY(:ids)")
 
 

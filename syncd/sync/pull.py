@@ -33,19 +33,19 @@ from sqlalchemy import Connection, Engine
 from syncd import crashpoints
 from syncd.connect import rql
 from syncd.connect.client import ConnectClient
-from syncd.connect.errors import ConnectError, MalformedResponse, RecordError
+from syncd.connect.errors import ConnectError, MalformedResponse
 from syncd.domain.records import (
     InvalidRecord,
     TierAccount,
     TierAccountRequest,
     parse_account,
-    parse_product,
     parse_request,
 )
 from syncd.store import mirror
 from syncd.store.runs import LedgerEntry, record
 from syncd.sync import pull_store
 from syncd.sync.pages import CheckedPage, checked_pages
+from syncd.sync.pull_products import ProductReader
 
 logger = logging.getLogger(__name__)
 R = TypeVar("R", TierAccount, TierAccountRequest)
@@ -166,25 +166,22 @@ class PullPhase:
                 self.counts.requests_refreshed += len(checked.records)
 
     def products(self) -> None:
-        """Read the sync capability of products never read, or read longer ago than the TTL."""
+        """Read the sync capability of products never read, or read longer ago than the TTL, a
+        hundred a request (`syncd.sync.pull_products`). A product Connect no longer lists is
+        marked read and keeps what the mirror knew of it: it is asked again after the TTL."""
         now = self.clock()
         with self.engine.connect() as conn:
             wanted = mirror.products_to_read(conn, now - self.options.product_ttl)
-        for product_id in wanted:
-            self._check_stop()
-            try:
-                body = self.client.get(f"/products/{product_id}")
-                found = parse_product(body)
-            except RecordError as exc:
-                self._reject("product", product_id, "products", exc, None)
-                continue
-            except InvalidRecord as exc:
-                self._reject("product", product_id, "products", exc, body)
-                continue
-            with self.engine.begin() as conn:
-                mirror.store_products(conn, [found], now)
-                crashpoints.reach("pull.products.before_commit")
-            self.counts.products_read += 1
+        reader = ProductReader(
+            self.engine,
+            self.client,
+            self.counts,
+            self.run_id,
+            now,
+            reject=self._reject,
+            check_stop=self._check_stop,
+        )
+        reader.read(wanted)
 
     def reconcile(self) -> None:
         """Scan every account; store what the mirror lacks, and record as drift what the feeds
@@ -282,7 +279,7 @@ class PullPhase:
         pull_store.store_accounts(conn, checked, self.counts, self.run_id)
 
     def _reject(
-        self, object_type: str, object_id: str, phase: str, exc: Exception, payload: Any
+        self, object_type: str, object_id: str | None, phase: str, exc: Exception, payload: Any
     ) -> None:
         self.counts.malformed += 1
         kind = "invalid_record" if isinstance(exc, InvalidRecord) else "refused"

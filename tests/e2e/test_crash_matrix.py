@@ -99,7 +99,7 @@ POINTS = [
     Point("pull.account_feed.page_committed", 1),
     Point("pull.reconcile.before_commit", 3, ("sync", "--reconcile")),
     Point("pull.reconcile.page_committed", 3, ("sync", "--reconcile")),
-    Point("pull.products.before_commit", 2),
+    Point("pull.products.before_commit"),
     # flags
     Point("flags.assets_linked.before_commit"),
     Point("flags.products.before_commit"),

@@ -84,7 +84,9 @@ def test_an_unread_product_counts_on_by_a_pending_tar_and_off_by_an_unsupported_
     pending = customer_of(sim, sim.add_product(updates=True)["id"], changed=True)
     unsupported = customer_of(sim, sim.add_product(updates=False)["id"], changed=True)
     # The products cannot be read (say, the token lacks the permission): only TARs tell.
-    server.faults.inject(Fault(status=404, body={"error_code": "NOT_FOUND"}, match=PRODUCTS), 10)
+    server.faults.inject(
+        Fault(status=404, body={"error_code": "NOT_FOUND"}, match=r"/products"), 10
+    )
     pull(engine, client)
     server.faults.clear()
     with engine.connect() as conn:
@@ -286,6 +288,8 @@ def test_products_linked_through_assets_are_read_again_by_the_pull_after_the_ttl
 
     pull(engine, client, product_ttl=0)
 
-    assert [r.path for r in server.requests_matching("GET", PRODUCTS)] == [
-        f"/public/v1/products/{product}"
-    ]
+    [listing] = server.requests_matching("GET", r"/products")
+    assert (listing.path, listing.query) == (
+        "/public/v1/products",
+        f'in(id,("{product}"))&limit=100&offset=0',
+    )

@@ -259,7 +259,11 @@ def test_the_capability_of_each_product_seen_is_read_once_within_its_ttl(
     with engine.connect() as conn:
         flags = dict(conn.execute(select(products.c.id, products.c.tiers_updates)).all())
     assert flags == {on_product: True, off_product: False}
-    assert len(server.requests_matching("GET", r"/products/")) == 2
+    # Both products in one `in(id,(...))` listing; none read again within the TTL.
+    [listing] = server.requests_matching("GET", r"/products$")
+    assert on_product in listing.query
+    assert off_product in listing.query
+    assert server.requests_matching("GET", r"/products/") == []
 
 
 def test_reconcile_records_accounts_the_feeds_missed_as_drift(
