@@ -6,8 +6,8 @@ can serve, so a cycle with nothing to push read every account and every link (se
 million accounts). Now triggers mark, in `push_dirty` and in the writer's own transaction, each
 account that may have fallen behind the CRM:
 
-- an account whose sync is on gets a new version, or an account behind gets its sync switched on
-  (a statement-level trigger on `tier_accounts`);
+- an account whose sync is on gets a new version, or an account gets its sync switched on
+  (triggers on `tier_accounts`);
 - its link loses what it said was synced: `synced_version` lowered or cleared, or the link
   deleted (on `crm_links`; syncd itself never does this, an operator may, between cycles).
 
@@ -29,68 +29,52 @@ down_revision: str | Sequence[str] | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# As in 0006: transition tables, so a page of a thousand accounts costs one INSERT ... SELECT.
+# Row-level triggers with a WHEN clause, not 0006's statement-level ones: a statement trigger with
+# transition tables makes Postgres keep a copy of every updated account row, `record` included,
+# for every UPDATE of tier_accounts (the first flag decision of a million accounts was still
+# reading them back from temporary files after ten minutes). Here the WHEN clause is checked in
+# the executor and the function runs only for an account that may have fallen behind.
 _FUNCTIONS = {
-    "syncd_push_dirty_new_account": """
+    "syncd_push_dirty_account": """
 BEGIN
-    INSERT INTO push_dirty (account_id)
-    SELECT id FROM new_rows WHERE sync_enabled
+    INSERT INTO push_dirty (account_id) VALUES (NEW.id)
     ON CONFLICT (account_id) DO NOTHING;
     RETURN NULL;
 END
 """,
-    "syncd_push_dirty_account_changed": """
+    "syncd_push_dirty_link": """
 BEGIN
     INSERT INTO push_dirty (account_id)
-    SELECT n.id FROM new_rows n JOIN old_rows o ON o.id = n.id
-    WHERE n.sync_enabled
-      AND (o.sync_enabled IS NOT TRUE OR n.version IS DISTINCT FROM o.version)
-    ON CONFLICT (account_id) DO NOTHING;
-    RETURN NULL;
-END
-""",
-    "syncd_push_dirty_link_lowered": """
-BEGIN
-    INSERT INTO push_dirty (account_id)
-    SELECT n.account_id FROM new_rows n JOIN old_rows o ON o.account_id = n.account_id
-    JOIN tier_accounts a ON a.id = n.account_id
-    WHERE a.sync_enabled AND o.synced_version IS NOT NULL
-      AND (n.synced_version IS NULL OR n.synced_version < o.synced_version)
-    ON CONFLICT (account_id) DO NOTHING;
-    RETURN NULL;
-END
-""",
-    "syncd_push_dirty_link_deleted": """
-BEGIN
-    INSERT INTO push_dirty (account_id)
-    SELECT o.account_id FROM old_rows o JOIN tier_accounts a ON a.id = o.account_id
-    WHERE a.sync_enabled
+    SELECT id FROM tier_accounts WHERE id = OLD.account_id AND sync_enabled
     ON CONFLICT (account_id) DO NOTHING;
     RETURN NULL;
 END
 """,
 }
 
+# (name, timing and event, WHEN condition or "", function)
 _TRIGGERS = [
-    ("tier_accounts", "INSERT", "NEW TABLE AS new_rows", "syncd_push_dirty_new_account"),
     (
-        "tier_accounts",
-        "UPDATE",
-        "OLD TABLE AS old_rows NEW TABLE AS new_rows",
-        "syncd_push_dirty_account_changed",
+        "tr_tier_accounts_push_dirty_insert",
+        "AFTER INSERT ON tier_accounts",
+        "NEW.sync_enabled",
+        "syncd_push_dirty_account",
     ),
     (
-        "crm_links",
-        "UPDATE",
-        "OLD TABLE AS old_rows NEW TABLE AS new_rows",
-        "syncd_push_dirty_link_lowered",
+        "tr_tier_accounts_push_dirty_update",
+        "AFTER UPDATE OF version, sync_enabled ON tier_accounts",
+        "NEW.sync_enabled AND (OLD.sync_enabled IS NOT TRUE OR NEW.version <> OLD.version)",
+        "syncd_push_dirty_account",
     ),
-    ("crm_links", "DELETE", "OLD TABLE AS old_rows", "syncd_push_dirty_link_deleted"),
+    (
+        "tr_crm_links_push_dirty_update",
+        "AFTER UPDATE OF synced_version ON crm_links",
+        "OLD.synced_version IS NOT NULL"
+        " AND (NEW.synced_version IS NULL OR NEW.synced_version < OLD.synced_version)",
+        "syncd_push_dirty_link",
+    ),
+    ("tr_crm_links_push_dirty_delete", "AFTER DELETE ON crm_links", "", "syncd_push_dirty_link"),
 ]
-
-
-def _trigger_name(table: str, event: str) -> str:
-    return f"tr_{table}_push_dirty_{event.lower()}"
 
 
 def upgrade() -> None:
@@ -113,10 +97,10 @@ def upgrade() -> None:
     )
     for name, body in _FUNCTIONS.items():
         op.execute(f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $${body}$$")
-    for table, event, referencing, function in _TRIGGERS:
+    for name, event, condition, function in _TRIGGERS:
+        when = f" WHEN ({condition})" if condition else ""
         op.execute(
-            f"CREATE TRIGGER {_trigger_name(table, event)} AFTER {event} ON {table} "
-            f"REFERENCING {referencing} FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+            f"CREATE TRIGGER {name} {event} FOR EACH ROW{when} EXECUTE FUNCTION {function}()"
         )
     op.execute(
         "INSERT INTO push_dirty (account_id) "
@@ -126,8 +110,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table, event, _, _ in _TRIGGERS:
-        op.execute(f"DROP TRIGGER {_trigger_name(table, event)} ON {table}")
+    for name, event, _, _ in _TRIGGERS:
+        op.execute(f"DROP TRIGGER {name} ON {event.rsplit(' ', 1)[-1]}")
     for name in _FUNCTIONS:
         op.execute(f"DROP FUNCTION {name}()")
     op.drop_table("push_dirty")

@@ -189,6 +189,20 @@ def test_a_cycle_leaves_no_mark_and_a_new_version_marks_the_account_again(
     assert marked == [ACCOUNTS[1]]
 
 
+def test_a_link_deleted_or_lowered_by_hand_marks_its_account_again(engine: Engine) -> None:
+    reset(engine)
+    with engine.begin() as conn:
+        for i in range(3):
+            apply(conn, NewAccount(i, i < 2))
+        save_links(conn, [_link(a, 1, False) for a in ACCOUNTS[:3]])
+        push_queue.unmark(conn)
+        assert conn.execute(select(push_dirty.c.account_id)).all() == []
+        conn.execute(delete(crm_links).where(crm_links.c.account_id.in_(ACCOUNTS[1:3])))
+        save_links(conn, [_link(ACCOUNTS[0], 0, False)])
+        marked = conn.execute(select(push_dirty.c.account_id)).scalars().all()
+    assert sorted(marked) == ACCOUNTS[:2], "the account with sync off stays unmarked"
+
+
 def test_unmarking_waits_for_an_override_switching_the_account_on(
     engine: Engine, database_url: str
 ) -> None:
