@@ -66,10 +66,9 @@ def _candidates(selection: Selection, now: datetime) -> tuple[Select[Any], Colum
     is marked there); a selection that also wants accounts synced (`full`) or with sync off
     (a push without flags) scans the accounts."""
     link = crm_links
-    queued = selection.only_enabled and not selection.full
     accounts = tier_accounts.outerjoin(link, link.c.account_id == tier_accounts.c.id)
     key: ColumnElement[str] = tier_accounts.c.id
-    if queued:
+    if selection.only_enabled and not selection.full:
         accounts = push_dirty.join(accounts, tier_accounts.c.id == push_dirty.c.account_id)
         key = push_dirty.c.account_id
     query = select(
