@@ -65,7 +65,8 @@ def query_params(request: Request) -> dict[str, list[str]]:
 
 
 class HubSpotObjects(SimApp):
-    """State, object and property routes. `HubSpotSim` adds auth, limits and associations."""
+    """State, object and property routes; `HubSpotAssociations` adds associations, `HubSpotSim`
+    auth and limits."""
 
     name = "hubspot"
 
@@ -193,13 +194,14 @@ class HubSpotObjects(SimApp):
         return batch_response(results, errors, now)
 
     def check_associations(self, store: ObjectStore, inputs: list[JsonDict]) -> Response | None:
-        """A 400 when an inline association of a create input is malformed; `HubSpotSim`."""
+        """A 400 when an inline association of a create input is malformed (in
+        `HubSpotAssociations`)."""
         return None
 
     def associate_inputs(
         self, store: ObjectStore, obj: SimObject, specs: list[Any], now: int
     ) -> None:
-        """Associations given inline with a batch create input; `HubSpotSim` links them."""
+        """Associations given inline with a batch create input; `HubSpotAssociations` links them."""
 
     def _batch_archive(self, request: Request, otype: str) -> Response:
         store, inputs = self.store(otype), read_inputs(request)
@@ -280,7 +282,7 @@ class HubSpotObjects(SimApp):
         return Response(200, answer)
 
     def associated(self, store: ObjectStore, obj: SimObject, kinds: list[str]) -> JsonDict:
-        """The `associations` member of a single-record GET; `HubSpotSim` fills it."""
+        """The `associations` member of a single-record GET; `HubSpotAssociations` fills it."""
         return {}
 
     def _list(self, request: Request, otype: str) -> Response:

@@ -1,6 +1,7 @@
 """A Salesforce REST simulator: Collections upsert, SOQL with query locators, describe, OAuth.
 
-Served by `SimServer` (request log, scripted and random faults). What it reproduces, each a test
+Served by `SimServer` (request log, scripted and random faults); the routes are in
+`salesforce_routes`, the session check and limits here. What it reproduces, each a test
 knob (facts from the Salesforce REST guide and limits cheatsheet, see docs/crm-apis.md §4.2):
 
 - errors as an array, `[{"message": …, "errorCode": …}]`, injected faults included;
@@ -18,21 +19,16 @@ knob (facts from the Salesforce REST guide and limits cheatsheet, see docs/crm-a
 from __future__ import annotations
 
 import argparse
-import secrets
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, unquote
 
-from syncd.sim.base import Request, Response, SimApp, SimServer
-from syncd.sim.salesforce_data import Org, Row
-from syncd.sim.salesforce_query import QueryRunner, project, sobject_name
-from syncd.sim.salesforce_schema import FieldSpec, child_relationships, describe
-from syncd.sim.salesforce_soql import SoqlError
-from syncd.sim.salesforce_upsert import RequestError, upsert_by_path, upsert_collection
+from syncd.sim.base import Request, Response, SimServer
+from syncd.sim.salesforce_data import Row
+from syncd.sim.salesforce_routes import SalesforceRoutes, sf_error
+from syncd.sim.salesforce_schema import FieldSpec
 
-API = r"/services/data/v(?P<version>\d+\.\d+)"
 DEFAULT_TOKEN = "sim-salesforce-token"  # noqa: S105 - the simulator's documented default
 TOTAL_REQUESTS = "TotalRequests Limit exceeded."
 CONCURRENT_REQUESTS = "ConcurrentPerOrgLongTxn Limit exceeded."
@@ -49,13 +45,9 @@ _INJECTED = {
 }
 
 
-def sf_error(status: int, code: str, message: str) -> Response:
-    """A response with Salesforce's error body: an array of {message, errorCode}."""
-    return Response(status, [{"message": message, "errorCode": code}])
-
-
-class SalesforceSim(SimApp):
-    """The org, its routes and its limits. Test hooks are the public methods below the routes."""
+class SalesforceSim(SalesforceRoutes):
+    """The org, its routes (`SalesforceRoutes`) and its limits. Test hooks are the public methods
+    below the limits."""
 
     name = "salesforce"
 
@@ -72,34 +64,20 @@ class SalesforceSim(SimApp):
         validate_email: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__()
-        self.clock = clock
-        self.org = Org(clock, visibility_delay)
-        self.org.validate_email = validate_email
-        self.tokens = {token}
-        self.refresh_token = refresh_token
-        self.client_id = client_id
-        self.client_secret = client_secret
+        super().__init__(
+            token,
+            refresh_token=refresh_token,
+            client_id=client_id,
+            client_secret=client_secret,
+            page_size=page_size,
+            visibility_delay=visibility_delay,
+            validate_email=validate_email,
+            clock=clock,
+        )
         self.daily_limit = daily_limit
-        self.queries = QueryRunner(self.org, page_size)
         self.concurrent_limit_errors = 0
         """The next N API requests answer 403 REQUEST_LIMIT_EXCEEDED (concurrent variant)."""
-        self.token_grants = 0
         self._usage: deque[list[int]] = deque()  # [second, requests], for the rolling 24 h
-        self.route("GET", r"/services/data/?", self._versions)
-        self.route("POST", r"/services/oauth2/token", self._token)
-        self.route("GET", API + r"/query/?", self._query)
-        self.route("GET", API + r"/query/(?P<locator>[^/]+)", self._query_more)
-        self.route("GET", API + r"/sobjects/(?P<sobject>\w+)/describe/?", self._describe)
-        self.route("GET", API + r"/sobjects/(?P<sobject>\w+)/(?P<rid>\w+)", self._get)
-        self.route(
-            "PATCH", API + r"/composite/sobjects/(?P<sobject>\w+)/(?P<field>\w+)", self._upsert
-        )
-        self.route(
-            "PATCH",
-            API + r"/sobjects/(?P<sobject>\w+)/(?P<field>\w+)/(?P<value>[^/]+)",
-            self._upsert_one,
-        )
 
     # -- framework hooks ---------------------------------------------------------------------
 
@@ -140,9 +118,6 @@ class SalesforceSim(SimApp):
         response = sf_error(status, code, message)
         response.headers.update(headers)
         return response
-
-    def not_found(self, request: Request) -> Response:
-        return sf_error(404, "NOT_FOUND", "The requested resource does not exist")
 
     # -- limits ------------------------------------------------------------------------------
 
@@ -194,100 +169,6 @@ class SalesforceSim(SimApp):
 
     def limit_info(self) -> str:
         return f"api-usage={self.api_usage}/{self.daily_limit}"
-
-    # -- routes ------------------------------------------------------------------------------
-
-    def _versions(self, request: Request) -> Response:
-        return Response(
-            200, [{"label": "Winter '25", "url": "/services/data/v62.0", "version": "62.0"}]
-        )
-
-    def _token(self, request: Request) -> Response:
-        form = {k: v[0] for k, v in parse_qs(request.body.decode(errors="replace")).items()}
-
-        def refuse(code: str, description: str) -> Response:
-            return Response(400, {"error": code, "error_description": description})
-
-        if form.get("grant_type") != "refresh_token":
-            return refuse("unsupported_grant_type", "grant type not supported")
-        if self.client_id is not None and form.get("client_id") != self.client_id:
-            return refuse("invalid_client_id", "client identifier invalid")
-        if self.client_secret is not None and form.get("client_secret") != self.client_secret:
-            return refuse("invalid_client", "invalid client credentials")
-        if self.refresh_token is None or form.get("refresh_token") != self.refresh_token:
-            return refuse("invalid_grant", "expired access/refresh token")
-        token = "00DSm0000000001!" + secrets.token_urlsafe(32)
-        self.tokens.add(token)
-        self.token_grants += 1
-        host = request.header("host") or ""
-        return Response(
-            200,
-            {
-                "access_token": token,
-                "instance_url": f"http://{host}" if host else "",
-                "token_type": "Bearer",
-                "issued_at": str(int(self.clock() * 1000)),
-                "scope": "api refresh_token",
-            },
-        )
-
-    def _query(self, request: Request, version: str) -> Response:
-        text = parse_qs(request.raw_query).get("q", [""])[0]
-        try:
-            return Response(
-                200, self.queries.run(text, version, request.header("sforce-query-options"))
-            )
-        except SoqlError as exc:
-            return sf_error(400, exc.code, exc.message)
-
-    def _query_more(self, request: Request, version: str, locator: str) -> Response:
-        try:
-            return Response(200, self.queries.more(locator, version))
-        except SoqlError as exc:
-            return sf_error(400, exc.code, exc.message)
-
-    def _describe(self, request: Request, version: str, sobject: str) -> Response:
-        name = sobject_name(self.org, sobject)
-        if name is None:
-            return self.not_found(request)
-        children = child_relationships(self.org.schemas, name)
-        return Response(200, describe(name, self.org.schemas[name], children))
-
-    def _get(self, request: Request, version: str, sobject: str, rid: str) -> Response:
-        name = sobject_name(self.org, sobject)
-        row = self.org.records[name].get(rid) if name else None
-        if name is None or row is None:
-            return self.not_found(request)
-        return Response(200, project(name, self.org.schemas[name], row, version))
-
-    def _upsert(self, request: Request, version: str, sobject: str, field: str) -> Response:
-        name = sobject_name(self.org, sobject)
-        if name is None:
-            return self.not_found(request)
-        try:
-            body = request.json()
-        except ValueError:
-            return sf_error(400, "JSON_PARSER_ERROR", "The request body is not valid JSON")
-        try:
-            return Response(200, upsert_collection(self.org, name, field, body))
-        except RequestError as exc:
-            return sf_error(exc.status, exc.code, exc.message)
-
-    def _upsert_one(
-        self, request: Request, version: str, sobject: str, field: str, value: str
-    ) -> Response:
-        name = sobject_name(self.org, sobject)
-        if name is None:
-            return self.not_found(request)
-        try:
-            status, answer = upsert_by_path(
-                self.org, name, field, unquote(value), request.json(), version
-            )
-        except ValueError:
-            return sf_error(400, "JSON_PARSER_ERROR", "The request body is not valid JSON")
-        except RequestError as exc:
-            return sf_error(exc.status, exc.code, exc.message)
-        return Response(status, answer)
 
     # -- test hooks --------------------------------------------------------------------------
 
