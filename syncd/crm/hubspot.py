@@ -35,7 +35,7 @@ import httpx
 
 from syncd.crm.hubspot_accounts import AccountWriter
 from syncd.crm.hubspot_contacts import ContactWriter
-from syncd.crm.hubspot_http import HubSpotHttp, RequestStats, json_body
+from syncd.crm.hubspot_http import HubSpotHttp, RequestStats, excerpt, json_object
 from syncd.crm.hubspot_reads import COMPANY_MODIFIED, CONTACT_MODIFIED, Reader
 from syncd.crm.hubspot_scan import Search, scan_modified
 from syncd.crm.hubspot_writes import BatchWriter
@@ -150,10 +150,27 @@ class HubSpotAdapter:
     # --- schema --------------------------------------------------------------------------
 
     def _property_defs(self, otype: str) -> list[dict[str, Any]]:
-        response = self._http.request("GET", self._properties_path(otype), "read")
+        """The property definitions of `otype`: the spec's `{"results": [Property, ...]}`.
+        Any other answer (a proxy's HTML page with status 200, `results` missing or not a list
+        of objects with a `name`) is a non-fatal CrmError saying what came: read as "no
+        properties", it would make `syncd check` report every mapped property missing and
+        `setup` create properties that exist."""
+        path = self._properties_path(otype)
+        response = self._http.request("GET", path, "read")
         if response.status_code != 200:
             raise CrmError(f"HubSpot properties of {otype}: HTTP {response.status_code}")
-        return list(json_body(response).get("results") or [])
+        what = f"HubSpot properties of {otype} (GET {path})"
+        data = json_object(response, what, self._http.redact)
+        rows = data.get("results")
+        if not isinstance(rows, list) or not all(
+            isinstance(row, dict) and isinstance(row.get("name"), str) for row in rows
+        ):
+            came = excerpt(response, self._http.redact)
+            raise CrmError(
+                f"{what}: malformed answer: expected `results`, a list of property definitions "
+                f"(objects with a `name`), got {came}"
+            )
+        return rows
 
     def properties(self) -> set[str]:
         """Names of the company properties of the account."""

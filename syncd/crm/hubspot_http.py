@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 from syncd.connect.classify import is_misconfiguration
-from syncd.connect.errors import Redactor
+from syncd.connect.errors import Redactor, body_excerpt
 from syncd.crm.port import CrmError
 from syncd.retry import RetryPolicy, parse_retry_after
 
@@ -45,6 +45,8 @@ QUOTA_HEADERS = (
     "X-HubSpot-RateLimit-Daily-Remaining",
 )
 _CANONICAL = {h.lower(): h for h in QUOTA_HEADERS}
+EXCERPT = 120
+"""Characters of a body quoted in an error message about its shape."""
 
 
 class LostResponse(Exception):
@@ -239,17 +241,31 @@ def json_body(response: httpx.Response) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def json_object(response: httpx.Response, what: str) -> dict[str, Any]:
+def json_object(
+    response: httpx.Response, what: str, redact: Redactor | None = None
+) -> dict[str, Any]:
     """The JSON object of an answer that must be one; a non-fatal CrmError (the call is retried
-    on a later cycle) for anything else, so that an unreadable read is never taken for "none"."""
+    on a later cycle) for anything else, so that an unreadable read is never taken for "none".
+    With `redact` (the client's token scrubber), the message quotes the start of the body."""
     try:
         data = response.json()
     except ValueError:
         kind = response.headers.get("content-type") or "no content type"
-        raise CrmError(f"{what}: the answer is not JSON ({response.status_code}, {kind})") from None
-    if not isinstance(data, dict):
-        raise CrmError(f"{what}: the answer is not a JSON object (a {type(data).__name__})")
-    return data
+        problem = f"the answer is not JSON ({response.status_code}, {kind})"
+    else:
+        if isinstance(data, dict):
+            return data
+        problem = f"the answer is not a JSON object (a {type(data).__name__})"
+    quoted = f": {excerpt(response, redact)}" if redact is not None else ""
+    raise CrmError(f"{what}: {problem}{quoted}")
+
+
+def excerpt(response: httpx.Response, redact: Redactor) -> str:
+    """The start of a body on one line, quoted, token removed: enough to tell a proxy's HTML
+    page from a JSON body of another shape. Redaction runs before the cut (`body_excerpt`), so
+    a token straddling it cannot leave a piece behind."""
+    text = " ".join(body_excerpt(response.content, redact, 2 * EXCERPT).split())
+    return repr(text if len(text) <= EXCERPT else text[:EXCERPT] + "…")
 
 
 def _auth_message(response: httpx.Response) -> str:

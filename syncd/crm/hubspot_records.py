@@ -50,13 +50,20 @@ def error_targets(
     error: Mapping[str, Any], trace_of: Mapping[str, str], norm: Callable[[str], str]
 ) -> list[str]:
     """The trace ids a 207 error entry is about: by `objectWriteTraceId` in its context, else by
-    the ids it names."""
-    context = error.get("context") or {}
+    the ids it names. A context of another shape names none (its records get no result)."""
+    context = error.get("context")
+    if not isinstance(context, Mapping):
+        return []
     traces = set(trace_of.values())
-    named = [t for t in context.get("objectWriteTraceId") or [] if t in traces]
+    named = [t for t in _strings(context.get("objectWriteTraceId")) if t in traces]
     if named:
         return named
-    return [trace_of[norm(i)] for i in context.get("ids") or [] if norm(i) in trace_of]
+    return [trace_of[k] for i in _strings(context.get("ids")) if (k := norm(i)) in trace_of]
+
+
+def _strings(value: Any) -> list[str]:
+    """The strings of a list in an error's context (HubSpot sends lists of strings)."""
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def reason_of(error: Mapping[str, Any]) -> str:

@@ -6,11 +6,17 @@ tests can stop syncd between any two writes and check that a rerun converges.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from syncd import crashpoints
-from syncd.crm.hubspot_http import HubSpotHttp, LostResponse, RetriesExhausted, json_body
+from syncd.crm.hubspot_http import (
+    HubSpotHttp,
+    LostResponse,
+    RetriesExhausted,
+    json_body,
+    json_object,
+)
 from syncd.crm.hubspot_records import Written, error_targets, is_retryable, reason_of
 from syncd.crm.port import CrmError, Outcome
 
@@ -29,6 +35,7 @@ association creates; HubSpot makes the first company of a contact its primary on
 COMPANY_TO_CONTACT = 280
 """The same association seen from the company (HubSpot's association type id table)."""
 CONFLICT = "a record with this unique value exists already"
+ASSOCIATE = "/crm/v4/associations/contacts/companies/batch/associate/default"
 
 
 class BatchWriter:
@@ -110,17 +117,17 @@ class BatchWriter:
         if status == 400 and ("PROPERTY_DOESNT_EXIST" in message or "non-unique" in message):
             # The mapping or the account's schema is wrong: no record would ever pass.
             raise CrmError(
-                f"HubSpot refused the {otype} batch: {self.http.redact(reason_of(body))}; run "
+                f"HubSpot refused the {otype} batch: {self._reason(body)}; run "
                 "`syncd crm setup` or fix the mapping",
                 fatal=True,
                 status=status,
             )
         if status == 409 and mode == "create":
-            clash = Written(Outcome.REJECTED, reason=reason_of(body), conflict=True)
+            clash = Written(Outcome.REJECTED, reason=self._reason(body), conflict=True)
             return {trace: clash for trace, _ in traces}
         if status in (400, 409):
             if len(traces) == 1:
-                return {traces[0][0]: Written(Outcome.REJECTED, reason=reason_of(body))}
+                return {traces[0][0]: Written(Outcome.REJECTED, reason=self._reason(body))}
             # One bad record refuses the whole batch: halve until it stands alone.
             half = len(traces) // 2
             return {
@@ -136,70 +143,117 @@ class BatchWriter:
         trace_of = {norm(ident): trace for trace, ident in traces}
         ours = set(trace_of.values())
         out: dict[str, Written] = {}
-        rows, errors, malformed = _entries(data)
+        rows, errors, malformed = _entries(data, self.http.redact)
         for row in rows:
             trace = row.get("objectWriteTraceId")
-            if trace not in ours:
-                trace = trace_of.get(norm(str((row.get("properties") or {}).get(id_property))))
+            if not isinstance(trace, str) or trace not in ours:
+                props = row.get("properties")
+                ident = props.get(id_property) if isinstance(props, dict) else None
+                trace = trace_of.get(norm(str(ident))) if ident is not None else None
             if trace is not None and row.get("id") is not None:
                 out[trace] = Written(Outcome.DONE, id=str(row["id"]))
         for err in errors:
             outcome = Outcome.RETRY if is_retryable(err) else Outcome.REJECTED
             for trace in error_targets(err, trace_of, norm):
-                out.setdefault(trace, Written(outcome, reason=reason_of(err)))
+                out.setdefault(trace, Written(outcome, reason=self._reason(err)))
         # Upserts are keyed, so the next cycle's read settles a record this answer leaves out.
         missing = Written(
-            Outcome.RETRY, reason="HubSpot returned no result for this record" + malformed
+            Outcome.RETRY,
+            reason="HubSpot returned no result for this record" + _malformed(malformed),
         )
         return {trace: out.get(trace, missing) for trace, _ in traces}
+
+    def _reason(self, error: Mapping[str, Any]) -> str:
+        """HubSpot's reason for a refusal, without the token: it becomes a record's rejection or
+        retry reason, stored in `crm_links` and the ledger, and an answer may echo the token."""
+        return self.http.redact(reason_of(error))
 
     def associate(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], Written]:
         """Link contacts to companies with HubSpot's default association (idempotent)."""
         unique = list(dict.fromkeys(pairs))
         out: dict[tuple[str, str], Written] = {}
-        path = "/crm/v4/associations/contacts/companies/batch/associate/default"
         for start in range(0, len(unique), BATCH):
-            chunk = unique[start : start + BATCH]
-            inputs = [{"from": {"id": c}, "to": {"id": co}} for c, co in chunk]
-            try:
-                response = self.http.request("POST", path, "write", json={"inputs": inputs})
-            except LostResponse:
-                crashpoints.reach("hubspot.after_write")
-                out.update({p: Written(Outcome.UNKNOWN, reason=LOST) for p in chunk})
-                continue
-            except RetriesExhausted as exc:
-                retry = Written(Outcome.RETRY, reason=str(exc), retry_after=exc.retry_after)
-                out.update({p: retry for p in chunk})
-                continue
+            out.update(self._associate(unique[start : start + BATCH]))
+        return out
+
+    def _associate(self, chunk: list[tuple[str, str]]) -> dict[tuple[str, str], Written]:
+        """One v4 batch of (contact id, company id) pairs. An answer of another status or shape
+        than the spec's (200/201/207, an object whose `results` and `errors` are lists) leaves
+        the pairs it does not confirm to RETRY with the reason: the association is idempotent,
+        and the next cycle reads the account back and links it again."""
+        inputs = [{"from": {"id": c}, "to": {"id": co}} for c, co in chunk]
+        try:
+            response = self.http.request("POST", ASSOCIATE, "write", json={"inputs": inputs})
+        except LostResponse:
             crashpoints.reach("hubspot.after_write")
-            crashpoints.reach("hubspot.associations_written")
-            if response.status_code not in (200, 207):
-                raise CrmError(f"HubSpot POST {path}: HTTP {response.status_code}")
-            data = json_body(response)
-            for row in data.get("results") or []:
-                out[(str(row["from"]["id"]), str(row["to"]["id"]))] = Written(Outcome.DONE)
-            for err in data.get("errors") or []:
-                ids = set((err.get("context") or {}).get("ids") or [])
-                for pair in chunk:
-                    if set(pair) <= ids:
-                        out.setdefault(pair, Written(Outcome.RETRY, reason=reason_of(err)))
-        missing = Written(Outcome.RETRY, reason="HubSpot did not confirm the association")
-        return {p: out.get(p, missing) for p in unique}
+            return {p: Written(Outcome.UNKNOWN, reason=LOST) for p in chunk}
+        except RetriesExhausted as exc:
+            retry = Written(Outcome.RETRY, reason=str(exc), retry_after=exc.retry_after)
+            return {p: retry for p in chunk}
+        crashpoints.reach("hubspot.after_write")
+        crashpoints.reach("hubspot.associations_written")
+        what = f"HubSpot POST {ASSOCIATE}"
+        status = response.status_code
+        if status not in (200, 201, 207):
+            reason = f"{what}: HTTP {status}: {self._reason(json_body(response))}"
+            return {p: Written(Outcome.RETRY, reason=reason) for p in chunk}
+        try:
+            data = json_object(response, what, self.http.redact)
+        except CrmError as exc:
+            return {p: Written(Outcome.RETRY, reason=str(exc)) for p in chunk}
+        rows, errors, malformed = _entries(data, self.http.redact)
+        out: dict[tuple[str, str], Written] = {}
+        odd = 0
+        for row in rows:
+            pair = _linked_pair(row)
+            if pair is None:
+                odd += 1
+            else:
+                out[pair] = Written(Outcome.DONE)
+        for err in errors:
+            context = err.get("context")
+            ids = context.get("ids") if isinstance(context, dict) else None
+            named = {str(i) for i in ids} if isinstance(ids, list) else set()
+            for pair in chunk:
+                if set(pair) <= named:
+                    out.setdefault(pair, Written(Outcome.RETRY, reason=self._reason(err)))
+        if odd:
+            malformed.append(f"{odd} `results` entries without `from.id` and `to.id`")
+        reason = "HubSpot did not confirm the association" + _malformed(malformed)
+        missing = Written(Outcome.RETRY, reason=reason)
+        return {p: out.get(p, missing) for p in chunk}
 
 
-def _entries(data: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
-    """The `results` and `errors` objects of a batch write answer, and what was malformed in it
-    (" (…)", or ""): an entry that is not an object, or a field that is not a list, is left out
-    rather than failing the run, so the records it was about get no result."""
+def _linked_pair(row: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(contact id, company id) of one v4 association result, or None when it names no pair."""
+    ends = [row.get("from"), row.get("to")]
+    ids = [end.get("id") if isinstance(end, dict) else None for end in ends]
+    if not all(isinstance(i, str | int) and not isinstance(i, bool) for i in ids):
+        return None
+    return str(ids[0]), str(ids[1])
+
+
+def _entries(
+    data: Mapping[str, Any], redact: Callable[[str], str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """The `results` and `errors` objects of a batch write answer, and what was malformed in it:
+    an entry that is not an object, or a field that is not a list, is left out rather than
+    failing the run, so the records it was about get no result. A value quoted goes through
+    `redact` before it is cut, as it ends up in the records' reason."""
     kept: list[list[dict[str, Any]]] = []
     odd: list[str] = []
     for name in ("results", "errors"):
         value = data.get(name) or []
         if not isinstance(value, list):
-            odd.append(f"`{name}` is not a list: {str(value)[:200]!r}")
+            odd.append(f"`{name}` is not a list: {redact(str(value))[:200]!r}")
             value = []
         entries = [entry for entry in value if isinstance(entry, dict)]
         if len(entries) < len(value):
             odd.append(f"`{name}` holds {len(value) - len(entries)} entries that are not objects")
         kept.append(entries)
-    return kept[0], kept[1], f" (malformed answer: {'; '.join(odd)})" if odd else ""
+    return kept[0], kept[1], odd
+
+
+def _malformed(odd: list[str]) -> str:
+    """The end of a reason naming what was malformed in the answer ("" when nothing was)."""
+    return f" (malformed answer: {'; '.join(odd)})" if odd else ""

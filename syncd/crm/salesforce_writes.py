@@ -10,7 +10,7 @@ its key is not written again: a change to the contact alone costs one call.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from syncd.crm.port import CrmError, Outcome, Upsert, WriteResult
@@ -78,7 +78,7 @@ class CollectionsWriter:
                     results[i] = WriteResult(items[i].key, Outcome.UNKNOWN, reason=reason)
             else:
                 for i, answer in zip(todo, answers, strict=True):
-                    results[i] = _result(items[i].key, answer, None)
+                    results[i] = _result(items[i].key, answer, None, self._http.redact)
         todo = [
             i
             for i, (item, r) in enumerate(zip(items, results, strict=True))
@@ -106,7 +106,7 @@ class CollectionsWriter:
                 )
             return results
         for i, answer in zip(todo, contact_answers, strict=True):
-            results[i] = _result(items[i].key, answer, results[i].crm_id)
+            results[i] = _result(items[i].key, answer, results[i].crm_id, self._http.redact)
         return results
 
 
@@ -143,9 +143,13 @@ def _contact_record(item: Upsert) -> dict[str, Any]:
     }
 
 
-def _result(key: str, answer: Any, account_id: str | None) -> WriteResult:
+def _result(
+    key: str, answer: Any, account_id: str | None, redact: Callable[[str], str]
+) -> WriteResult:
     """One Collections result as a WriteResult. `account_id` is set when `answer` is the
-    Contact's (the Account was written already)."""
+    Contact's (the Account was written already). Salesforce's messages go through `redact`:
+    they become the record's reason, stored in `crm_links` and the ledger, and a message (an
+    Apex trigger's, a validation rule's) may quote a token."""
     prefix = "" if account_id is None else "Contact: "
     if not isinstance(answer, dict):
         return WriteResult(key, Outcome.UNKNOWN, account_id, reason=f"{prefix}no result")
@@ -156,15 +160,16 @@ def _result(key: str, answer: Any, account_id: str | None) -> WriteResult:
     raw = answer.get("errors") or []
     errors: list[Any] = raw if isinstance(raw, list) else [raw]
     codes = {str(e.get("statusCode", "")) for e in errors if isinstance(e, dict)}
-    reason = prefix + "; ".join(_error_text(e) for e in errors)
+    reason = prefix + "; ".join(_error_text(e, redact) for e in errors)
     outcome = Outcome.RETRY if codes & RETRYABLE_CODES else Outcome.REJECTED
     return WriteResult(key, outcome, account_id, reason=reason or f"{prefix}rejected")
 
 
-def _error_text(error: Any) -> str:
+def _error_text(error: Any, redact: Callable[[str], str]) -> str:
     """One error entry as a reason: `CODE: message`, or the entry as received (cut) when it has
-    neither, so that the reason still says what Salesforce answered."""
+    neither, so that the reason still says what Salesforce answered. Redacted before the cut,
+    so that a token straddling it leaves no piece behind."""
     if isinstance(error, dict) and (error.get("statusCode") or error.get("message")):
-        return f"{error.get('statusCode', 'ERROR')}: {error.get('message', '')}"
-    text = json.dumps(error, ensure_ascii=False, default=str)
+        return redact(f"{error.get('statusCode', 'ERROR')}: {error.get('message', '')}")
+    text = redact(json.dumps(error, ensure_ascii=False, default=str))
     return "unexpected error entry: " + (text if len(text) <= RAW_CUT else text[:RAW_CUT] + "…")
