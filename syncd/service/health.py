@@ -4,13 +4,25 @@
 - `GET /readyz`: 200 when ready, else 503; the body is one line of JSON with the reason.
 - `GET /metrics`: the Prometheus text format.
 
-Readiness: the database answers within a short timeout, and a cycle ran to its end (outcome
-`success` or `partial`) no longer ago than 3 intervals. That cycle is read from `sync_runs`, so it
-may be any process's on the same database: a hot standby is ready while the active replica syncs,
-and every replica turns unready together when nobody does. A `partial` cycle counts, or one
-record the CRM keeps refusing would make the service unready for ever. During the first 3
-intervals after start the second condition is waived (the first cycle may still be running).
-Bodies never hold a setting's value: reasons are fixed texts (`syncd.service.dbprobe`).
+Readiness: the database answers within a short timeout (2 s), and one of these holds:
+
+1. a cycle ran to its end (outcome `success` or `partial`) no longer ago than 3 intervals;
+2. a cycle is running (the newest row of `sync_runs` is `running`) and it made progress no longer
+   ago than 3 intervals. Its progress is the later of its start and its progress mark
+   (`syncd.service.progress_mark`: the daemon running it stamps the mark as the cycle reaches a
+   page or batch boundary, at most every `min(15 s, interval / 2)`), so a first sync that pages
+   through a million accounts for hours stays ready, and a cycle hung on a request turns unready
+   3 intervals after its last page or batch;
+3. the process started no longer ago than 3 intervals (the first cycle may still be running).
+
+Both runs and marks are read from the database, so they may be any process's on it: a hot
+standby is ready while the active replica completes or progresses, and every replica turns
+unready together when nobody does. A `partial` cycle counts, or one record the CRM keeps refusing
+would make the service unready for ever. A run left `running` by a dead process stops
+progressing, and counts no more once 3 intervals passed. `syncd sync` and `syncd resync` do not
+stamp the mark: while one runs, only its start counts as progress. Ages are computed by the
+database's clock. Bodies never hold a setting's value: reasons are fixed texts
+(`syncd.service.dbprobe`) or ages in seconds.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -31,21 +44,34 @@ from sqlalchemy import Connection, Engine, text
 from syncd.config import ConfigError
 from syncd.service.dbprobe import DbProbe, ProbeFailed
 from syncd.service.metrics import CONTENT_TYPE, Metrics
+from syncd.service.progress_mark import MARK
 
 logger = logging.getLogger(__name__)
 
 INTERVALS = 3
-"""How many intervals a completed cycle keeps the service ready."""
+"""How many intervals a completed cycle, or the last progress of a running one, keeps the service
+ready."""
 
-# The newest completed run by the `started_at` index: runs are serialised by the writer lock,
-# so the newest started is the newest finished. The age is computed by the database's clock.
-LAST_COMPLETED_AGE = text(
+# One round trip, two ages by the database's clock, each read off the `started_at` index's newest
+# entries. Runs are serialised by the writer lock (its holder marks the runs of dead processes
+# `aborted` before starting its own), so the newest completed run is the newest finished one, and
+# a run is running only if it is the newest of all: one row to look at, however idle the daemon.
+# Its progress is its start or its mark, whichever is later (GREATEST skips the NULL of a missing
+# mark); a mark naming another run does not count.
+READINESS_AGES = text(
     """
-    SELECT extract(epoch FROM now() - finished_at) AS age
-    FROM sync_runs
-    WHERE outcome IN ('success', 'partial') AND finished_at IS NOT NULL
-    ORDER BY started_at DESC
-    LIMIT 1
+    SELECT
+        (SELECT extract(epoch FROM now() - finished_at)
+         FROM sync_runs
+         WHERE outcome IN ('success', 'partial') AND finished_at IS NOT NULL
+         ORDER BY started_at DESC
+         LIMIT 1) AS completed_age,
+        (SELECT CASE WHEN r.outcome = 'running'
+                THEN extract(epoch FROM now() - GREATEST(r.started_at, m.updated_at)) END
+         FROM sync_runs AS r
+         LEFT JOIN sync_cursors AS m ON m.name = :mark AND m.value = CAST(r.id AS text)
+         ORDER BY r.started_at DESC
+         LIMIT 1) AS progress_age
     """
 )
 
@@ -74,14 +100,24 @@ class ReadyState:
     ready: bool
     reason: str
     last_success_age_seconds: float | None = None
+    running_progress_age_seconds: float | None = None
+    """Seconds since the running cycle last progressed; None (and left out of the body) when no
+    cycle is running."""
 
     def body(self) -> bytes:
-        return json.dumps(asdict(self), separators=(", ", ": ")).encode() + b"\n"
+        fields = asdict(self)
+        if self.running_progress_age_seconds is None:
+            del fields["running_progress_age_seconds"]
+        return json.dumps(fields, separators=(", ", ": ")).encode() + b"\n"
 
 
-def _last_completed_age(conn: Connection) -> float | None:
-    age = conn.execute(LAST_COMPLETED_AGE).scalar()
-    return None if age is None else max(0.0, float(age))
+def _age(value: Decimal | float | None) -> float | None:
+    return None if value is None else max(0.0, float(value))
+
+
+def _readiness_ages(conn: Connection) -> tuple[float | None, float | None]:
+    row = conn.execute(READINESS_AGES, {"mark": MARK}).one()
+    return _age(row.completed_age), _age(row.progress_age)
 
 
 class Readiness:
@@ -103,20 +139,36 @@ class Readiness:
     def check(self) -> ReadyState:
         """Ask the database, then apply `decide`."""
         try:
-            age = self.probe.run(_last_completed_age)
+            completed, progress = self.probe.run(_readiness_ages)
         except ProbeFailed as exc:
             return ReadyState(False, str(exc))
-        return decide(age, self.clock() - self.started, self.limit)
+        return decide(completed, self.clock() - self.started, self.limit, progress_age=progress)
 
 
-def decide(age: float | None, uptime: float, limit: float) -> ReadyState:
-    """Ready when a cycle completed `age` seconds ago with `age <= limit`, or, whatever the age,
-    while the process is younger than `limit` (`uptime` seconds)."""
+def decide(
+    age: float | None, uptime: float, limit: float, *, progress_age: float | None = None
+) -> ReadyState:
+    """Ready when a cycle completed `age` seconds ago with `age <= limit`; or a cycle is running
+    that progressed `progress_age` seconds ago with `progress_age <= limit` (None: no cycle is
+    running); or, whatever the ages, while the process is younger than `limit` (`uptime`)."""
     rounded = None if age is None else round(age, 1)
+    progress = None if progress_age is None else round(progress_age, 1)
     if age is not None and age <= limit:
-        return ReadyState(True, "a cycle completed within 3 intervals", rounded)
+        return ReadyState(True, "a cycle completed within 3 intervals", rounded, progress)
+    if progress_age is not None and progress_age <= limit:
+        return ReadyState(
+            True, "a cycle is running and progressed within 3 intervals", rounded, progress
+        )
     if uptime < limit:
-        return ReadyState(True, "starting: within 3 intervals of start", rounded)
+        return ReadyState(True, "starting: within 3 intervals of start", rounded, progress)
+    if progress_age is not None:
+        return ReadyState(
+            False,
+            f"a cycle is running but made no progress for {progress_age:.0f}s, "
+            f"over 3 intervals ({limit:g}s)",
+            rounded,
+            progress,
+        )
     if age is None:
         return ReadyState(False, "no cycle has completed yet")
     return ReadyState(

@@ -16,6 +16,7 @@ from syncd import bootstrap
 from syncd.config import Settings
 from syncd.service.locking import LockBusy, writer_lock
 from syncd.service.progress import ProgressReporter
+from syncd.service.progress_mark import EVERY, ProgressMark
 from syncd.store import migrate
 from syncd.store.links import Selection
 from syncd.sync.cycle import CycleResult, run_cycle
@@ -62,7 +63,8 @@ def run_once(
                 disabled_tar_policy=settings.disabled_tar_policy,
                 writeback_concurrency=settings.writeback_concurrency,
                 progress=reporter.phase_started,
-                should_stop=locked.should_stop,
+                # A daemon standing by stays ready while this run makes progress.
+                should_stop=ProgressMark.on(engine, EVERY).watch(locked.should_stop),
                 retry_budget=budget,
             )
             locked.finish(result)

@@ -8,6 +8,8 @@
   of the daemon. A second daemon on the same database stands by: its cycles find the lock taken
   and skip, and the first of them after the active daemon dies takes over.
 - Runs a dead process left `running` are marked `aborted` at the start of every locked cycle.
+- The cycle's `should_stop` polls, one per page or batch, stamp its progress mark for /readyz
+  (`syncd.service.progress_mark`), at most every `min(15 s, interval / 2)`.
 - A stop (`request_stop`, the first signal) is seen by the phases between pages and batches; the
   daemon waits up to the grace period for the running cycle, then exits 0, or 1 when the grace
   ran out first (a hard exit, as the cycle thread is still inside a request).
@@ -28,8 +30,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
 from syncd import crashpoints
+from syncd.service import progress_mark
 from syncd.service.locking import LockedRun
 from syncd.service.observer import Observer
+from syncd.service.progress_mark import ProgressMark
 from syncd.store import heartbeat, runs
 from syncd.store.heartbeat import Instance, State
 from syncd.store.lock import WriterLock, busy_message
@@ -74,6 +78,7 @@ class Daemon:
         self.hard_exit = hard_exit
         self.beat_every = min(HEARTBEAT_SECONDS, interval)
         self.lock = WriterLock(engine, pid=self.instance.pid, host=self.instance.host)
+        self.progress = ProgressMark.on(engine, min(progress_mark.EVERY, interval / 2))
         self.last_run_id: int | None = None
         self._busy = threading.Lock()  # held while a cycle runs; the stop takes it to wait
         self._state: State = "starting"
@@ -192,7 +197,7 @@ class Daemon:
                 logger.info("reconcile_not_due")
                 return
             crashpoints.reach("daemon.cycle_locked")
-            result = self.cycle(kind, run.should_stop)
+            result = self.cycle(kind, self.progress.watch(run.should_stop))
             self.last_run_id = result.run_id
             run.finish(result)
             self.observer.cycle_finished(result)

@@ -276,6 +276,9 @@ def test_resync_no_wait_refuses_while_a_cycle_runs_and_wait_runs_after_it(stack:
     assert runs[cycle.id].outcome in ("success", "partial")
     assert resync.kind == "resync"
     assert resync.started_at >= runs[cycle.id].finished_at
+    with stack.engine.connect() as conn:
+        mark = conn.execute(text("SELECT value FROM sync_cursors WHERE name = 'daemon.progress'"))
+    assert mark.scalar_one() == str(resync.id), "the resync's progress keeps a standby ready"
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0
     assert_no_two_runs_overlap(stack.runs())

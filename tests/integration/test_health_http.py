@@ -15,7 +15,9 @@ from sqlalchemy.engine import make_url
 from syncd.pgcluster import PgCluster
 from syncd.service.health import HealthServer, Readiness
 from syncd.service.metrics import Metrics
+from syncd.service.progress_mark import stamp
 from syncd.store import migrate
+from syncd.store.runs import start_run
 
 INTERVAL = 60.0
 DB_PASSWORD = "pg-secret-Zq81"  # a test value that must never be echoed
@@ -175,3 +177,23 @@ def test_readyz_flips_to_503_when_postgres_stops_and_back_after_it_restarts(
         assert DB_PASSWORD not in body
         assert url not in body
         assert f":{pg_cluster.port}" not in body
+
+
+def test_readyz_is_503_when_postgres_stops_even_while_a_cycle_is_progressing(
+    pg_cluster: PgCluster, private_engine: Engine
+) -> None:
+    start_run(private_engine, "sync", "test")
+    stamp(private_engine)
+    clock = Clock()
+    readiness = Readiness(private_engine, INTERVAL, timeout=2, clock=clock)
+    clock.now += 10 * INTERVAL  # past the start grace: only the running cycle keeps it ready
+    with HealthServer("127.0.0.1:0", readiness=readiness) as server:
+        progressing = get(server, "/readyz")
+        pg_cluster.stop()
+        down = get(server, "/readyz")
+
+    assert progressing.status_code == 200
+    assert reason(progressing) == "a cycle is running and progressed within 3 intervals"
+    assert down.status_code == 503
+    assert reason(down) in ("database unreachable", "database did not answer within 2s")
+    assert DB_PASSWORD not in down.text
