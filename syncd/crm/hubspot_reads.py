@@ -5,6 +5,10 @@ airbyte #48834). A key that matches nothing comes back as a 207 `OBJECT_NOT_FOUN
 which simply means "not there". A company with several contacts is represented by the most recently
 modified one: when an account's email changes, syncd upserts the new contact and links it, and
 that write makes it the newest.
+
+Every part of an answer used here is checked for its shape first (`hubspot_answers`): an answer
+that cannot be read fails the read with a non-fatal `CrmError` naming the place and quoting the
+body, so that the push leaves that batch to retry; it never reads as "no record".
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from syncd.crm.hubspot_http import HubSpotHttp, json_object
+from syncd.crm import hubspot_answers as answers
+from syncd.crm.hubspot_answers import Answer, Mismatch
+from syncd.crm.hubspot_http import HubSpotHttp
 from syncd.crm.hubspot_records import pick_contact
 from syncd.crm.hubspot_scan import PAGE, to_ms
 from syncd.crm.port import CrmError, CrmRecord
@@ -54,18 +60,31 @@ class Reader:
     def _wanted(self, otype: str) -> list[str]:
         return [*self.fields[otype], MODIFIED[otype]]
 
-    def found(self, otype: str, raw: dict[str, Any]) -> Found:
-        props = dict(raw.get("properties") or {})
-        return Found(str(raw["id"]), props, to_ms(props.get(MODIFIED[otype])))
+    def found(self, otype: str, raw: Any) -> Found:
+        """A record of a search page as `search` returned it (its shape checked there); one of
+        another shape is a non-fatal CrmError all the same."""
+        try:
+            return self._found(otype, raw, "record")
+        except Mismatch as exc:
+            raise CrmError(f"HubSpot {otype} record: malformed: {exc}") from None
 
-    def post_ok(self, path: str, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _found(self, otype: str, row: Any, where: str, key: str | None = None) -> Found:
+        """`row` (at `where` in its answer) as a `Found`; `Mismatch` when it is not a record
+        carrying `key` (the property it was read by)."""
+        ident, props = answers.record(row, where, self._wanted(otype), key)
+        return Found(ident, props, to_ms(props.get(MODIFIED[otype])))
+
+    def post_ok(self, path: str, kind: str, body: dict[str, Any]) -> Answer:
+        """POST a read; its answer, a JSON object. Any other status than 200 or 207 (a batch
+        read with inputs not found) or body is a non-fatal CrmError."""
         response = self.http.request("POST", path, kind, json=body)
+        what = f"HubSpot POST {path}"
         if response.status_code not in (200, 207):
             status = response.status_code
-            raise CrmError(f"HubSpot POST {path}: HTTP {status}", status=status)
+            raise CrmError(f"{what}: HTTP {status}", status=status)
         # An unreadable answer fails the call: read as {} it would say "no record exists", and
         # the push would then rewrite every field over the CRM's edits.
-        return json_object(response, f"HubSpot POST {path}")
+        return Answer.of(response, what, self.http.redact)
 
     def batch_read(
         self, otype: str, ids: Sequence[str], id_property: str | None = None
@@ -82,12 +101,13 @@ class Reader:
             }
             if id_property:
                 body["idProperty"] = id_property
-            data = self.post_ok(path, "read", body)
-            out += [self.found(otype, r) for r in results(data, f"HubSpot POST {path}")]
+            answer = self.post_ok(path, "read", body)
+            out += answer.each(lambda row, where: self._found(otype, row, where, id_property))
         return out
 
     def search(self, otype: str, filters: list[dict[str, str]], sort: str) -> list[dict[str, Any]]:
-        """The first page (200) of a search sorted ascending by `sort`."""
+        """The first page (200) of a search sorted ascending by `sort`: records, each with an id
+        and its modified date (the scan pages by both)."""
         body = {
             "filterGroups": [{"filters": filters}],
             # The guide's object form; the v3 spec types `sorts` as strings, HubSpot takes both.
@@ -97,7 +117,15 @@ class Reader:
             "after": "0",
         }
         path = self.objects(otype) + "/search"
-        return results(self.post_ok(path, "search", body), f"HubSpot POST {path}")
+        modified = MODIFIED[otype]
+
+        def dated(row: Any, where: str) -> dict[str, Any]:
+            if self._found(otype, row, where).modified_ms is None:
+                came = row["properties"].get(modified, answers.MISSING)
+                raise Mismatch(f"{where}.properties.{modified}", "a date", came)
+            return dict(row)
+
+        return self.post_ok(path, "search", body).each(dated)
 
     def linked(self, from_type: str, to_type: str, ids: Sequence[str]) -> dict[str, list[str]]:
         """v4 associations: id -> ids of the associated records of `to_type`."""
@@ -107,10 +135,7 @@ class Reader:
         for start in range(0, len(unique), BATCH):
             inputs = [{"id": i} for i in unique[start : start + BATCH]]
             # Records with no association come back as 207 errors (NO_ASSOCIATIONS_FOUND).
-            data = self.post_ok(path, "read", {"inputs": inputs})
-            for row in results(data, f"HubSpot POST {path}"):
-                targets = [str(t["toObjectId"]) for t in row.get("to") or []]
-                links[str(row["from"]["id"])] = targets
+            links.update(self.post_ok(path, "read", {"inputs": inputs}).each(answers.links))
         return links
 
     def contacts_of(self, company_ids: Sequence[str]) -> dict[str, Found]:
@@ -154,14 +179,3 @@ class Reader:
             modified_at=datetime.fromtimestamp(max(stamps) / 1000, UTC) if stamps else None,
             contact_read=contact_read,
         )
-
-
-def results(data: dict[str, Any], what: str) -> list[dict[str, Any]]:
-    """The `results` of a read answer (none when absent); a non-fatal CrmError when it is not a
-    list of objects, which must not be read as "none found" either."""
-    rows = data.get("results")
-    if rows is None:
-        return []
-    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
-        raise CrmError(f"{what}: malformed answer: `results` is not a list of objects")
-    return rows

@@ -36,6 +36,12 @@ COMPANY_TO_CONTACT = 280
 """The same association seen from the company (HubSpot's association type id table)."""
 CONFLICT = "a record with this unique value exists already"
 ASSOCIATE = "/crm/v4/associations/contacts/companies/batch/associate/default"
+ANSWERED = frozenset({200, 207})
+"""Statuses of a batch write whose body says what became of each input: 200, the only success
+the v3 objects spec documents, and 207 Multi-Status, a partial success (HubSpot's error-handling
+guide)."""
+CREATED = ANSWERED | {201}
+"""The same for `batch/create`, which the live API answers with 201 Created, unlike its spec."""
 
 
 class BatchWriter:
@@ -110,7 +116,7 @@ class BatchWriter:
             return {trace: retry for trace, _ in traces}
         crashpoints.reach("hubspot.after_write")
         status = response.status_code
-        if status in (200, 207):
+        if status in (CREATED if mode == "create" else ANSWERED):
             return self._map_batch(json_body(response), traces, id_property)
         body = json_body(response)
         message = str(body.get("message"))
