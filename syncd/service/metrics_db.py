@@ -1,4 +1,4 @@
-"""Backlog gauges read from Postgres at scrape time, from the dashboard views (schema 0004).
+"""Backlog gauges read from Postgres at scrape time (every 15 to 30 s of a Prometheus).
 
 One query per scrape, bounded by `DbProbe` (statement timeout and a wait limit), so a slow or
 stopped database costs a scrape at most the timeout. When the read fails, the three gauges are
@@ -10,6 +10,20 @@ left out of that scrape (Prometheus then shows a gap rather than a stale number)
   the one syncd last wrote to the CRM, or that syncd never wrote (`v_account_sync.behind`).
 - `syncd_accounts_sync_off`: accounts that get no CRM write: sync off, or not decided yet
   (`sync_enabled IS NOT TRUE`, the same rule as the push's selection of enabled accounts).
+
+The numbers are the views', counted without reading every account and link: counted over
+`v_account_sync`, the last two read all of them at each scrape (a million accounts: the whole
+table and every link, every 15 s). Each is read where an index keeps it small:
+
+- pending TARs, from the partial index of pending TARs (the view's joins add no row to a TAR);
+- behind with sync on, from the push's queue `push_dirty` (migration 0007): its triggers mark
+  every account that falls behind with sync on, so the view's condition checked on the marked
+  accounts only gives the view's count exactly (a mark that outlived its reason fails it);
+- sync off or undecided, from the partial index `ix_tier_accounts_sync_off` (migration 0008),
+  whose predicate is the gauge's condition: an index-only scan of those accounts only.
+
+bench/scrape.py measures both forms at a million accounts; tests/integration/
+test_backlog_counts.py checks that they agree in every state.
 """
 
 from __future__ import annotations
@@ -23,13 +37,29 @@ from sqlalchemy import Connection, text
 
 from syncd.service.dbprobe import DbProbe, ProbeFailed
 
+PENDING_TARS = "SELECT count(*) FROM tier_account_requests WHERE status = 'pending'"
+"""`count(*) FROM v_pending_tars`, from `ix_tier_account_requests_pending` alone: the view's
+left joins (to the account, product, link and one accept or ignore action) read each TAR's row
+and add none."""
+
+ACCOUNTS_BEHIND = """
+SELECT count(*) FROM push_dirty q
+JOIN tier_accounts a ON a.id = q.account_id
+LEFT JOIN crm_links l ON l.account_id = q.account_id
+WHERE a.sync_enabled AND (l.synced_version IS NULL OR l.synced_version < a.version)
+"""
+"""`count(*) FROM v_account_sync WHERE behind AND sync_enabled IS TRUE`, from the queue."""
+
+ACCOUNTS_SYNC_OFF = "SELECT count(*) FROM tier_accounts WHERE sync_enabled IS NOT TRUE"
+"""`count(*) FROM v_account_sync WHERE sync_enabled IS NOT TRUE`, written as the predicate of
+`ix_tier_accounts_sync_off` so that the planner can answer it from that index."""
+
 BACKLOG_SQL = text(
-    """
+    f"""
     SELECT
-        (SELECT count(*) FROM v_pending_tars) AS pending_tars,
-        (SELECT count(*) FROM v_account_sync WHERE behind AND sync_enabled IS TRUE)
-            AS accounts_behind,
-        (SELECT count(*) FROM v_account_sync WHERE sync_enabled IS NOT TRUE) AS accounts_sync_off
+        ({PENDING_TARS}) AS pending_tars,
+        ({ACCOUNTS_BEHIND}) AS accounts_behind,
+        ({ACCOUNTS_SYNC_OFF}) AS accounts_sync_off
     """
 )
 

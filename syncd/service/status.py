@@ -1,7 +1,9 @@
 """`syncd status`: the last runs, the daemons, the backlog, the failures and the sync flags.
 
-Read from the dashboard views (`v_run_summary`, `v_pending_tars`, `v_account_sync`) and a few
-counts of the tables; `daemon_heartbeats` is read only where it exists (schema 0005 and later).
+Read from the dashboard views (`v_run_summary`, `v_pending_tars`) and a few counts of the
+tables; `daemon_heartbeats` is read only where it exists (schema 0005 and later). The accounts
+behind (`v_account_sync.behind`) are counted as the backlog gauges count them
+(`syncd.service.metrics_db`): the same numbers, without reading every account and link.
 The human form is `syncd.service.status_text`. `--json` prints the same content with these keys
 (stable; times are ISO 8601, durations and ages in seconds):
 
@@ -36,6 +38,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, text
 
+from syncd.service.metrics_db import ACCOUNTS_BEHIND
 from syncd.service.status_text import render
 
 FORMAT = 1
@@ -58,6 +61,22 @@ FAILED_OUTCOMES = ("error", "malformed", "rejected", "retry", "unknown", "failed
 ERROR_WIDTH = 160
 """Characters of a CRM error kept in `top_errors` (they quote the record's values)."""
 HEARTBEAT_COLUMNS = ("instance", "host", "pid", "version", "state", "started_at", "beat_at")
+
+# `v_account_sync`'s `behind`, counted as the backlog gauges count it (`syncd.service.metrics_db`)
+# rather than over every account and link: with sync on, over the push's queue (every such
+# account is marked there); with sync off or undecided, over those accounts only, which the
+# partial index `ix_tier_accounts_sync_off` (its predicate written as here) lists.
+BEHIND_COUNTS = {
+    "accounts_behind": text(ACCOUNTS_BEHIND),
+    "accounts_behind_sync_off": text(
+        "SELECT count(*) FROM tier_accounts a LEFT JOIN crm_links l ON l.account_id = a.id "
+        "WHERE a.sync_enabled IS NOT TRUE "
+        "AND (l.synced_version IS NULL OR l.synced_version < a.version)"
+    ),
+}
+# The states of `crm_links` other than `synced` (its CHECK constraint), named rather than
+# `<> 'synced'`, so that the few links left unsettled are read through `ix_crm_links_state`.
+UNSETTLED_STATES = ("retry", "rejected", "unknown")
 
 
 def collect(engine: Engine, runs: int = 5) -> dict[str, Any]:
@@ -140,19 +159,13 @@ def _backlog(conn: Connection) -> dict[str, Any]:
             "GROUP BY 1 ORDER BY 2 DESC, 1"
         )
     ).all()
-    behind = conn.execute(
-        text(
-            "SELECT count(*) FILTER (WHERE behind AND sync_enabled) AS sync_on, "
-            "count(*) FILTER (WHERE behind AND sync_enabled IS NOT TRUE) AS sync_off "
-            "FROM v_account_sync"
-        )
-    ).one()
+    behind = {name: int(conn.execute(sql).scalar_one()) for name, sql in BEHIND_COUNTS.items()}
     links = conn.execute(
         text(
             "SELECT count(*) FILTER (WHERE state = 'retry') AS retry, "
             "count(*) FILTER (WHERE state = 'unknown') AS unknown, "
-            "min(next_attempt_at) FILTER (WHERE state IN ('retry', 'unknown')) AS next_at "
-            "FROM crm_links"
+            "min(next_attempt_at) AS next_at "
+            "FROM crm_links WHERE state IN ('retry', 'unknown')"
         )
     ).one()
     outbox = conn.execute(
@@ -166,8 +179,8 @@ def _backlog(conn: Connection) -> dict[str, Any]:
         "oldest_pending_tar_at": pending.oldest,
         "oldest_pending_age_seconds": round(float(pending.age), 1) if pending.age else None,
         "pending_tars_by_reason": {str(why): int(n) for why, n in reasons},
-        "accounts_behind": int(behind.sync_on),
-        "accounts_behind_sync_off": int(behind.sync_off),
+        "accounts_behind": behind["accounts_behind"],
+        "accounts_behind_sync_off": behind["accounts_behind_sync_off"],
         "crm_retry": int(links.retry),
         "crm_unknown": int(links.unknown),
         "next_retry_at": links.next_at,
@@ -187,7 +200,10 @@ def _failures(conn: Connection) -> dict[str, Any]:
     ).all()
     states: dict[str, int] = dict(
         conn.execute(
-            text("SELECT state, count(*) FROM crm_links WHERE state <> 'synced' GROUP BY state")
+            text(
+                "SELECT state, count(*) FROM crm_links WHERE state IN :states GROUP BY state"
+            ).bindparams(bindparam("states", expanding=True)),
+            {"states": list(UNSETTLED_STATES)},
         ).all()
     )
     connect_failed = conn.execute(
@@ -196,10 +212,10 @@ def _failures(conn: Connection) -> dict[str, Any]:
     top = conn.execute(
         text(
             "SELECT left(coalesce(last_error, '(no reason given)'), :width) AS error, "
-            "count(*) AS n FROM crm_links WHERE state <> 'synced' "
+            "count(*) AS n FROM crm_links WHERE state IN :states "
             "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5"
-        ),
-        {"width": ERROR_WIDTH},
+        ).bindparams(bindparam("states", expanding=True)),
+        {"width": ERROR_WIDTH, "states": list(UNSETTLED_STATES)},
     ).all()
     return {
         "last_day": {str(kind): int(n) for kind, n in last_day},

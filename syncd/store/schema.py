@@ -66,6 +66,14 @@ tier_accounts = Table(
     Index(None, "parent_id"),
     Index(None, "owner_id"),
     Index(None, "sync_decided_at"),
+    # The accounts that get no CRM write, counted at every /metrics scrape and by `syncd status`
+    # with an index-only scan of them alone (migration 0008).
+    Index(
+        "ix_tier_accounts_sync_off",
+        "id",
+        postgresql_include=["version"],
+        postgresql_where=text("sync_enabled IS NOT TRUE"),
+    ),
 )
 
 tier_account_versions = Table(

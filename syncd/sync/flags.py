@@ -8,8 +8,11 @@ Runs after the pull, in three parts:
    accounts to decide are the new ones and those whose inputs changed
    (`syncd.store.flag_inputs`), so an account is looked up once, when it arrives (again only if
    its look-up failed), and an idle cycle sends no /assets request;
-2. products linked that way and never read are read (`GET /products/{id}`), so their capability
-   counts in this very cycle (the pull re-reads them after the TTL, like the TARs' products);
+2. products linked that way and never read are read, a hundred a request (`GET /products` with
+   `in(id,(...))`, the pull's `syncd.sync.pull_products.ProductReader`), so their capability
+   counts in this very cycle (the pull re-reads them after the TTL, like the TARs' products). A
+   malformed product is rejected into the ledger, a product absent from the answer is marked read
+   and keeps what the mirror knew of it, exactly as in the pull;
 3. the flags of those accounts, and of the accounts of a product whose capability changed, are
    decided in one SQL statement (`syncd.store.flags.recompute_changed`); every account's when
    the default changed. A cycle where nothing changed decides nothing and costs a few index
@@ -31,15 +34,15 @@ from sqlalchemy import Engine
 from syncd import crashpoints
 from syncd.connect import rql
 from syncd.connect.client import ConnectClient
-from syncd.connect.errors import ConnectError, MalformedResponse, RecordError
-from syncd.connect.paths import join_path
+from syncd.connect.errors import ConnectError, MalformedResponse
 from syncd.domain.assets import AssetLink, asset_links
-from syncd.domain.records import InvalidRecord, parse_product
+from syncd.domain.records import InvalidRecord
 from syncd.store import asset_links as store
-from syncd.store import flag_inputs, mirror
+from syncd.store import flag_inputs
 from syncd.store.flags import recompute_changed
 from syncd.store.runs import LedgerEntry, record
 from syncd.sync.pull import Stopped
+from syncd.sync.pull_products import ProductReader
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +58,8 @@ class FlagCounts:
     asset_pages: int = 0
     linked: int = 0
     """New (account, product) links from assets."""
+    product_pages: int = 0
+    """Pages of `GET /products` listings (a hundred products a request)."""
     products_read: int = 0
     malformed: int = 0
     enabled: int = 0
@@ -138,22 +143,28 @@ class FlagPhase:
                 raise
 
     def read_products(self) -> None:
-        """Read the capability of the products linked in this run that were never read."""
+        """Read the capability of the products linked in this run that were never read, a
+        hundred a request, as the pull does (`syncd.sync.pull_products`)."""
         with self.engine.connect() as conn:
             wanted = store.unread_products(conn, self._linked_products)
-        for product_id in wanted:
-            self._check_stop()
-            body: Any = None
-            try:
-                body = self.client.get(join_path("products", product_id))
-                found = parse_product(body)
-            except (RecordError, InvalidRecord) as exc:
-                self._record_error("product", product_id, exc, body)
-                continue
-            with self.engine.begin() as conn:
-                mirror.store_products(conn, [found], self.clock())
-                crashpoints.reach("flags.products.before_commit")
-            self.counts.products_read += 1
+        tally = _ProductTally()
+        reader = ProductReader(
+            self.engine,
+            self.client,
+            tally,
+            self.run_id,
+            self.clock(),
+            reject=self._reject,
+            check_stop=self._check_stop,
+            phase="flags",
+            crash_point="flags.products.before_commit",
+        )
+        try:
+            reader.read(wanted)
+        finally:
+            # What was committed before a stop or a failed listing counts too.
+            self.counts.product_pages += tally.pages
+            self.counts.products_read += tally.products_read
 
     def decide(self) -> None:
         """Decide, in one statement, the flags of the accounts whose inputs changed."""
@@ -217,10 +228,13 @@ class FlagPhase:
         if self.should_stop():
             raise Stopped
 
-    def _record_error(self, object_type: str, object_id: str, exc: Exception, body: Any) -> None:
+    def _reject(
+        self, object_type: str, object_id: str | None, phase: str, exc: Exception, body: Any
+    ) -> None:
+        """`ProductReader`'s reject: one ledger entry for a product refused or malformed."""
         self.counts.malformed += 1
         kind = "invalid_record" if isinstance(exc, InvalidRecord) else "refused"
-        entry = LedgerEntry(object_type, object_id, "flags", "error", kind, str(exc), body)
+        entry = LedgerEntry(object_type, object_id, phase, "error", kind, str(exc), body)
         with self.engine.begin() as conn:
             record(conn, self.run_id, [entry])
 
@@ -232,6 +246,14 @@ class FlagPhase:
         )
         with self.engine.begin() as conn:
             record(conn, self.run_id, [entry])
+
+
+@dataclass
+class _ProductTally:
+    """The counters `ProductReader` moves (its `Counts`), added to `FlagCounts` afterwards."""
+
+    pages: int = 0
+    products_read: int = 0
 
 
 def _malformed(object_type: str, exc: InvalidRecord, item: Any) -> LedgerEntry:

@@ -19,6 +19,9 @@ Either way it is asked again after the TTL like every product, not every cycle, 
 `product_missing` and records a `missing` ledger entry (not a failure). When the answer cannot
 tell what is absent (no total, an item without an id, fewer distinct products than the total: an
 order that moved between pages), nothing is marked and the products are asked again next cycle.
+
+The flag phase reads the products it has just linked through assets with the same reader, under
+its own ledger phase (`flags`) and crash point (`flags.products.before_commit`).
 """
 
 from __future__ import annotations
@@ -91,7 +94,8 @@ def chunks(ids: Sequence[str], size: int = PRODUCT_CHUNK) -> list[list[str]]:
 
 
 class ProductReader:
-    """Reads the capability of products for one pull (`PullPhase.products`)."""
+    """Reads the capability of products for one pull (`PullPhase.products`), or for the flag
+    phase (`FlagPhase.read_products`, with its own ledger phase and crash point)."""
 
     def __init__(
         self,
@@ -103,6 +107,8 @@ class ProductReader:
         *,
         reject: Reject,
         check_stop: Callable[[], None],
+        phase: str = "products",
+        crash_point: str = "pull.products.before_commit",
     ) -> None:
         self.engine = engine
         self.client = client
@@ -111,6 +117,9 @@ class ProductReader:
         self.read_at = read_at
         self.reject = reject
         self.check_stop = check_stop
+        self.phase = phase
+        """The ledger's `phase` of what the reader records (the flag phase reads products too)."""
+        self.crash_point = crash_point
 
     def read(self, wanted: Sequence[str]) -> None:
         """List `wanted` by chunks, store what parses, reject the rest, mark the absent read."""
@@ -122,7 +131,7 @@ class ProductReader:
             except RecordError as exc:
                 for product_id in chunk:
                     if product_id not in listing.ids:
-                        self.reject("product", product_id, "products", exc, None)
+                        self.reject("product", product_id, self.phase, exc, None)
                 continue
             self._mark_absent(listing.absent(chunk))
 
@@ -135,7 +144,7 @@ class ProductReader:
             found = self._parse(page)
             with self.engine.begin() as conn:
                 mirror.store_products(conn, found, self.read_at)
-                crashpoints.reach("pull.products.before_commit")
+                crashpoints.reach(self.crash_point)
             self.counts.products_read += len(found)
 
     def _parse(self, page: Page) -> list[Product]:
@@ -147,7 +156,7 @@ class ProductReader:
                 logger.warning(
                     "record_malformed", extra={"object_id": exc.record_id, "problems": exc.problems}
                 )
-                self.reject("product", exc.record_id, "products", exc, item)
+                self.reject("product", exc.record_id, self.phase, exc, item)
                 continue
             # One row per product: an upsert cannot touch a row twice in one statement.
             found[product.id] = product
@@ -158,8 +167,8 @@ class ProductReader:
             return
         logger.warning("product_missing", extra={"product_ids": missing})
         message = "not in the answer to GET /products: kept as known, asked again after the TTL"
-        entries = [LedgerEntry("product", p, "products", "missing", None, message) for p in missing]
+        entries = [LedgerEntry("product", p, self.phase, "missing", None, message) for p in missing]
         with self.engine.begin() as conn:
             mirror.mark_products_read(conn, missing, self.read_at)
             record(conn, self.run_id, entries)
-            crashpoints.reach("pull.products.before_commit")
+            crashpoints.reach(self.crash_point)

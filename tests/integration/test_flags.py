@@ -25,7 +25,8 @@ from syncd.sync.flags import FlagCounts, FlagPhase
 from syncd.sync.pull import PullOptions
 
 ASSETS = r"/assets$"
-PRODUCTS = r"/products/"
+PRODUCTS = r"/products$"
+ONE_BY_ONE = r"/products/"
 
 
 def pull(engine: Engine, client: ConnectClient, product_ttl: float = 3600) -> None:
@@ -119,7 +120,9 @@ def test_accounts_without_tars_are_linked_through_assets_one_request_per_100_acc
     asked = [set(re.findall(r"TA-[\d-]{14}", unquote(r.query))) for r in listings]
     assert [len(ids) for ids in asked] == [100, 100, 51]
     assert set().union(*asked) == set(sim.accounts)
-    assert len(server.requests_matching("GET", PRODUCTS)) == 2  # both products, read once
+    assert server.requests_matching("GET", ONE_BY_ONE) == []
+    [listing] = server.requests_matching("GET", PRODUCTS)  # both products, in one request
+    assert set(re.findall(r"PRD-[\d-]{11}", unquote(listing.query))) == {on, off}
     assert counts.looked_up == 251
     assert counts.products_read == 2
     assert counts.linked == 5 * 2 + 224 + 2  # the reseller is linked as tier1 of `resold`
