@@ -149,12 +149,13 @@ def queued(engine: Engine, **selection: Any) -> set[str]:
 @settings(
     max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(changes, changes)
+@given(st.lists(ENABLED, min_size=len(ACCOUNTS), max_size=len(ACCOUNTS)), changes, changes)
 def test_the_queue_yields_what_a_scan_of_every_account_finds(
-    engine: Engine, before: list[object], after: list[object]
+    engine: Engine, flags: list[bool | None], before: list[object], after: list[object]
 ) -> None:
     reset(engine)
-    for step in (before, after):  # two transactions: marks committed, then changed again
+    accounts = [NewAccount(i, enabled) for i, enabled in enumerate(flags)]
+    for step in (accounts + before, after):  # marks committed, then changed again
         with engine.begin() as conn:
             for change in step:
                 apply(conn, change)
