@@ -9,8 +9,9 @@ Readiness: the database answers within a short timeout (2 s), and one of these h
 1. a cycle ran to its end (outcome `success` or `partial`) no longer ago than 3 intervals;
 2. a cycle is running (the newest row of `sync_runs` is `running`) and it made progress no longer
    ago than 3 intervals. Its progress is the later of its start and its progress mark
-   (`syncd.service.progress_mark`: the daemon running it stamps the mark as the cycle reaches a
-   page or batch boundary, at most every `min(15 s, interval / 2)`), so a first sync that pages
+   (`syncd.service.progress_mark`: the process running it, `syncd run`, `sync` or `resync`,
+   stamps the mark as the cycle reaches a page or batch boundary, at most every 15 s or half the
+   interval), so a first sync that pages
    through a million accounts for hours stays ready, and a cycle hung on a request turns unready
    3 intervals after its last page or batch;
 3. the process started no longer ago than 3 intervals (the first cycle may still be running).
@@ -19,9 +20,8 @@ Both runs and marks are read from the database, so they may be any process's on 
 standby is ready while the active replica completes or progresses, and every replica turns
 unready together when nobody does. A `partial` cycle counts, or one record the CRM keeps refusing
 would make the service unready for ever. A run left `running` by a dead process stops
-progressing, and counts no more once 3 intervals passed. `syncd sync` and `syncd resync` do not
-stamp the mark: while one runs, only its start counts as progress. Ages are computed by the
-database's clock. Bodies never hold a setting's value: reasons are fixed texts
+progressing, and counts no more once 3 intervals passed. Ages are computed by the database's
+clock. Bodies never hold a setting's value: reasons are fixed texts
 (`syncd.service.dbprobe`) or ages in seconds.
 """
 
