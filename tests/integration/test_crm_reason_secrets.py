@@ -166,6 +166,26 @@ def assert_no_secret(engine: Engine, caplog: pytest.LogCaptureFixture, kept: str
             assert secret[:12] not in text, "not even a piece of it"
 
 
+def cycle_served(
+    engine: Engine,
+    client: ConnectClient,
+    running: SimServer,
+    adapter: CrmPort,
+    fault: Fault,
+    crm: str,
+) -> str:
+    """Run a cycle whose CRM write is answered with `fault`; the account's link state after it."""
+    running.faults.inject(fault)
+    result = run_cycle(
+        engine, client, PullOptions(), crm=adapter, mapping=default_mapping(crm), sync_default=True
+    )
+    assert running.faults.pending() == 0, "the answer was served"
+    assert result.outcome == "partial", result.error
+    with engine.connect() as conn:
+        [state] = conn.execute(select(crm_links.c.state)).scalars().all()
+    return str(state)
+
+
 @pytest.mark.parametrize("answer", list(HUBSPOT_ANSWERS))
 def test_a_hubspot_reason_quoting_the_token_is_stored_and_logged_without_it(
     answer: str,
@@ -176,23 +196,10 @@ def test_a_hubspot_reason_quoting_the_token_is_stored_and_logged_without_it(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     account_id = linked_account(sim)
+    status, body, kept, outcome = HUBSPOT_ANSWERS[answer](account_id)
     with hubspot() as (running, adapter):
-        status, body, kept, outcome = HUBSPOT_ANSWERS[answer](account_id)
-        running.faults.inject(Fault(status=status, body=body, match=COMPANY_CREATES))
-
-        result = run_cycle(
-            engine,
-            client,
-            PullOptions(),
-            crm=adapter,
-            mapping=default_mapping("hubspot"),
-            sync_default=True,
-        )
-
-    assert running.faults.pending() == 0, "the answer was served"
-    assert result.outcome == "partial", result.error
-    with engine.connect() as conn:
-        [state] = conn.execute(select(crm_links.c.state)).scalars().all()
+        fault = Fault(status=status, body=body, match=COMPANY_CREATES)
+        state = cycle_served(engine, client, running, adapter, fault, "hubspot")
     assert state == outcome
     assert_no_secret(engine, caplog, kept)
 
@@ -250,21 +257,8 @@ def test_a_salesforce_reason_quoting_a_secret_is_stored_and_logged_without_it(
     body, kept, outcome = SALESFORCE_ANSWERS[answer]
     linked_account(sim)
     with salesforce() as (running, adapter):
-        running.faults.inject(Fault(status=200, body=body, match=ACCOUNT_UPSERTS))
-
-        result = run_cycle(
-            engine,
-            client,
-            PullOptions(),
-            crm=adapter,
-            mapping=default_mapping("salesforce"),
-            sync_default=True,
-        )
-
-    assert running.faults.pending() == 0, "the answer was served"
-    assert result.outcome == "partial", result.error
-    with engine.connect() as conn:
-        [state] = conn.execute(select(crm_links.c.state)).scalars().all()
+        fault = Fault(status=200, body=body, match=ACCOUNT_UPSERTS)
+        state = cycle_served(engine, client, running, adapter, fault, "salesforce")
     assert state == outcome
     assert_no_secret(engine, caplog, kept)
 
