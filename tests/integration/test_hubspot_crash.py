@@ -152,6 +152,13 @@ def assert_converged(
         )
 
 
+def pulled(engine: Engine, sim: ConnectSim, client: ConnectClient) -> list[str]:
+    """Seed the Connect simulator and pull it into the mirror; the accounts' ids."""
+    ids = seed(sim)
+    PullPhase(engine, client, PullOptions(), run_id=None).run()
+    return ids
+
+
 def mapping_fields(mapping: Mapping) -> list[str]:
     return [f.target for f in mapping.contact]
 
@@ -162,10 +169,8 @@ def test_every_batch_of_new_accounts_takes_two_writes_shared_contacts_included(
     client: ConnectClient,
     hubspot: SimServer,
 ) -> None:
-    server = hubspot
-    ids = seed(sim)
-    mapping = default_mapping("hubspot")
-    PullPhase(engine, client, PullOptions(), run_id=None).run()
+    server, mapping = hubspot, default_mapping("hubspot")
+    ids = pulled(engine, sim, client)
 
     counts = push(engine, adapter(server), mapping)
 
@@ -184,10 +189,8 @@ def test_a_push_killed_after_any_write_converges_on_rerun_without_duplicates(
     client: ConnectClient,
     hubspot: SimServer,
 ) -> None:
-    server = hubspot
-    ids = seed(sim)
-    mapping = default_mapping("hubspot")
-    PullPhase(engine, client, PullOptions(), run_id=None).run()
+    server, mapping = hubspot, default_mapping("hubspot")
+    ids = pulled(engine, sim, client)
     kill_at_write(n)
 
     with pytest.raises(Killed):
@@ -206,10 +209,8 @@ def test_a_changed_email_gets_a_contact_with_every_field_in_the_calls_expected(
     client: ConnectClient,
     hubspot: SimServer,
 ) -> None:
-    server = hubspot
-    ids = seed(sim)
-    mapping = default_mapping("hubspot")
-    PullPhase(engine, client, PullOptions(), run_id=None).run()
+    server, mapping = hubspot, default_mapping("hubspot")
+    ids = pulled(engine, sim, client)
     push(engine, adapter(server), mapping)
     change_contacts(sim, ids)
     PullPhase(engine, client, PullOptions(), run_id=None).run()
@@ -231,10 +232,8 @@ def test_a_push_of_changed_contacts_killed_after_any_write_converges_on_rerun(
     client: ConnectClient,
     hubspot: SimServer,
 ) -> None:
-    server = hubspot
-    ids = seed(sim)
-    mapping = default_mapping("hubspot")
-    PullPhase(engine, client, PullOptions(), run_id=None).run()
+    server, mapping = hubspot, default_mapping("hubspot")
+    ids = pulled(engine, sim, client)
     push(engine, adapter(server), mapping)
     change_contacts(sim, ids)
     PullPhase(engine, client, PullOptions(), run_id=None).run()
